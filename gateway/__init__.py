@@ -1,0 +1,3 @@
+"""Voice Trace Gateway: browser-reported realtime voice sessions in, OpenTelemetry traces out."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,123 @@
+"""The application factory and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from gateway import compat, routes
+from gateway import semconv as sc
+from gateway.errors import RequestError
+from gateway.export import CountingBatchProcessor
+from gateway.metrics import GatewayMetrics
+from gateway.otel_config import Telemetry, load_telemetry
+from gateway.recent import RecentTraces
+from gateway.service import SessionService
+from gateway.sessions.store import MemoryStore, SessionStore
+from gateway.spans import SpanEmitter
+
+log = logging.getLogger("gateway")
+STATIC_DIR = Path(__file__).parent / "static"
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_response(exc: RequestError, request: Request) -> Response:
+    return JSONResponse(exc.problem(request.url.path), status_code=exc.status, media_type=PROBLEM_JSON)
+
+
+async def sweep_forever(service: SessionService, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await service.sweep()
+        except Exception:
+            log.exception("idle sweep failed; retrying next interval")
+
+
+def create_app(
+    telemetry: Telemetry | None = None,
+    store: SessionStore | None = None,
+    metrics: GatewayMetrics | None = None,
+    clock: Callable[[], int] | None = None,
+) -> Starlette:
+    metrics = metrics or GatewayMetrics()
+    telemetry = telemetry or load_telemetry(metrics=metrics)
+    settings = telemetry.settings
+    recent = RecentTraces(settings.recent_sessions)
+    telemetry.provider.add_span_processor(recent)
+    for info in telemetry.exporters:
+        if isinstance(info.processor, CountingBatchProcessor):
+            metrics.queue_depth.labels(info.name).set_function(info.processor.queue_depth)
+    emitter = SpanEmitter(telemetry.provider)
+    if telemetry.disabled:
+        emitter.sampler.delegate = ALWAYS_OFF
+    service = SessionService(settings, store or MemoryStore(), emitter, metrics,
+                             **({"clock": clock} if clock else {}))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        interval = min(settings.sweep_interval_s, max(settings.session_idle_timeout_s / 4, 0.05))
+        sweeper = asyncio.create_task(sweep_forever(service, interval))
+        app.state.ready = True
+        log.info("voice trace gateway ready: %s", telemetry.describe()["exporters"])
+        try:
+            yield
+        finally:
+            app.state.draining = True
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            ended = await service.end_all(sc.END_GATEWAY_SHUTDOWN)
+            log.info("shutdown: ended %d open sessions; flushing exporters", ended)
+            # Flushing blocks on network I/O; keep it off the event loop.
+            await asyncio.to_thread(_flush_and_close, telemetry, int(settings.shutdown_grace_s * 1000))
+            await service.store.close()
+
+    async def request_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestError)
+        metrics.events_rejected.labels(exc.reason).inc()
+        return problem_response(exc, request)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        body = {"type": "about:blank", "title": exc.detail, "status": exc.status_code, "detail": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=exc.headers)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        metrics.events_rejected.labels("internal_error").inc()
+        body = {"type": "about:blank", "title": "Internal error", "status": 500,
+                "detail": "the gateway failed to handle this request; it has been logged"}
+        return JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)
+
+    app = Starlette(
+        routes=[*routes.routes, *compat.routes,
+                Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
+        lifespan=lifespan,
+        exception_handlers={RequestError: request_error, HTTPException: http_error, Exception: unexpected},
+    )
+    app.state.service = service
+    app.state.telemetry = telemetry
+    app.state.recent = recent
+    app.state.ready = False
+    app.state.draining = False
+    return app
+
+
+def _flush_and_close(telemetry: Telemetry, timeout_ms: int) -> None:
+    try:
+        telemetry.provider.force_flush(timeout_ms)
+    finally:
+        telemetry.provider.shutdown()
+

@@ -1,0 +1,40 @@
+"""The gateway's own Prometheus metrics, one registry per app so tests and replicas never share state."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_accepted = Counter(
+            "vtg_events_accepted", "Events applied to a session", ["type"], registry=r
+        )
+        self.events_duplicate = Counter("vtg_events_duplicate", "Events ignored as replays of a seen id", registry=r)
+        self.events_rejected = Counter(
+            "vtg_events_rejected", "Events or requests refused, by reason", ["reason"], registry=r
+        )
+        self.sessions_active = Gauge("vtg_sessions_active", "Sessions open in this process", registry=r)
+        self.sessions_started = Counter("vtg_sessions_started", "Sessions started", registry=r)
+        self.sessions_ended = Counter("vtg_sessions_ended", "Sessions ended, by reason", ["reason"], registry=r)
+        self.sessions_unsampled = Counter(
+            "vtg_sessions_unsampled", "Sessions started but not sampled", registry=r
+        )
+        self.spans_emitted = Counter("vtg_spans_emitted", "Spans handed to the export pipeline", registry=r)
+        self.spans_exported = Counter(
+            "vtg_spans_exported", "Spans an exporter delivered", ["exporter"], registry=r
+        )
+        self.spans_failed = Counter(
+            "vtg_spans_failed", "Spans in export calls that failed", ["exporter"], registry=r
+        )
+        self.spans_dropped = Counter(
+            "vtg_spans_dropped", "Spans dropped before export (queue full)", ["exporter"], registry=r
+        )
+        self.export_latency = Histogram(
+            "vtg_export_duration_seconds", "Duration of one export call", ["exporter"], registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.queue_depth = Gauge("vtg_export_queue_depth", "Spans waiting in an exporter's queue", ["exporter"],
+                                 registry=r)

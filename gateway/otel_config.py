@@ -1,0 +1,190 @@
+"""Configuration: the OTel declarative config file, or the standard ``OTEL_*`` env vars.
+
+The file (``--config`` or ``OTEL_CONFIG_FILE``; the legacy
+``OTEL_EXPERIMENTAL_CONFIG_FILE`` with a warning) is loaded and schema-checked
+by the SDK's own loader, so a bad file fails at startup naming its key path.
+Processors are built here rather than by ``create_tracer_provider`` because
+each exporter needs the gateway's instrumentation around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from opentelemetry.configuration import ConfigurationError, OpenTelemetryConfiguration, load_config_file
+from opentelemetry.configuration._tracer_provider import _create_span_exporter
+from opentelemetry.configuration.file import create_resource, create_tracer_provider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+
+from gateway import __version__
+from gateway.errors import ConfigError
+from gateway.export import ExporterInfo, attach, unique_names
+from gateway.metrics import GatewayMetrics
+from gateway.settings import GatewaySettings, load_settings
+
+log = logging.getLogger("gateway.config")
+
+DEFAULT_SERVICE_NAME = "voice-trace-gateway"
+
+
+@dataclass
+class Telemetry:
+    provider: TracerProvider
+    exporters: list[ExporterInfo]
+    settings: GatewaySettings
+    source: str  # "file:<path>", "env" or "embedded defaults"
+    disabled: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        settings = {
+            f.name: getattr(self.settings, f.name)
+            for f in dataclasses.fields(self.settings)
+            if f.name not in ("extra", "signing_key")
+        }
+        settings["signing_key"] = "random per process" if self.settings.signing_key_generated else "configured"
+        return {
+            "source": self.source,
+            "disabled": self.disabled,
+            "resource": dict(self.provider.resource.attributes),
+            "sampler": self.provider.sampler.get_description(),
+            "exporters": [e.describe() for e in self.exporters] or ["none: recent sessions kept in memory"],
+            "gateway": settings,
+        }
+
+
+def config_path(explicit: str | None, env: Mapping[str, str]) -> str | None:
+    if explicit:
+        return explicit
+    if env.get("OTEL_CONFIG_FILE"):
+        return env["OTEL_CONFIG_FILE"]
+    if env.get("OTEL_EXPERIMENTAL_CONFIG_FILE"):
+        log.warning("OTEL_EXPERIMENTAL_CONFIG_FILE is deprecated; use OTEL_CONFIG_FILE")
+        return env["OTEL_EXPERIMENTAL_CONFIG_FILE"]
+    return None
+
+
+def _exporter_kind(exporter_config: Any) -> str:
+    for name in ("otlp_http", "otlp_grpc", "console", "otlp_file_development"):
+        if getattr(exporter_config, name, None) is not None:
+            return name
+    extra = getattr(exporter_config, "additional_properties", None) or {}
+    return next(iter(extra), "unknown")
+
+
+def _from_file(path: str, metrics: GatewayMetrics, overrides: dict[str, Any]) -> Telemetry:
+    try:
+        config: OpenTelemetryConfiguration = load_config_file(path)
+    except (ConfigurationError, TypeError) as exc:
+        raise ConfigError(path, str(exc)) from None
+    distribution = config.distribution or {}
+    settings = load_settings(distribution.get("voice_gateway"), **overrides)
+    tp = config.tracer_provider
+    resource = create_resource(config.resource)
+    if not config.resource or SERVICE_NAME_KEY not in {a.name for a in (config.resource.attributes or [])}:
+        resource = resource.merge(Resource({SERVICE_NAME_KEY: DEFAULT_SERVICE_NAME}))
+    resource = resource.merge(Resource({"service.version": resource.attributes.get("service.version", __version__)}))
+    if config.disabled:
+        return Telemetry(TracerProvider(resource=resource, shutdown_on_exit=False), [], settings, f"file:{path}",
+                         disabled=True)
+    try:
+        provider = create_tracer_provider(
+            dataclasses.replace(tp, processors=[]) if tp is not None else None, resource, config.attribute_limits
+        )
+    except ConfigurationError as exc:
+        raise ConfigError("tracer_provider", str(exc)) from None
+    infos = []
+    for index, processor in enumerate(tp.processors if tp is not None else []):
+        key = f"tracer_provider.processors[{index}]"
+        block = processor.batch or processor.simple
+        if block is None:
+            raise ConfigError(key, "expected a 'batch' or 'simple' processor")
+        kind = _exporter_kind(block.exporter)
+        try:
+            exporter = _create_span_exporter(block.exporter)
+        except ConfigError as exc:
+            raise ConfigError(f"{key}.{'batch' if processor.batch else 'simple'}.exporter.{kind}.{exc.key}",
+                              exc.message) from None
+        except (ConfigurationError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{key}.exporter.{kind}", str(exc)) from None
+        if processor.batch is not None:
+            b = processor.batch
+            infos.append(attach(provider, kind, exporter, metrics, schedule_delay_millis=b.schedule_delay,
+                                max_queue_size=b.max_queue_size, max_export_batch_size=b.max_export_batch_size,
+                                export_timeout_millis=b.export_timeout))
+        else:
+            infos.append(attach(provider, kind, exporter, metrics, batch=False))
+    unique_names(infos)
+    return Telemetry(provider, infos, settings, f"file:{path}")
+
+
+SERVICE_NAME_KEY = "service.name"
+
+
+def _otlp_from_env(env: Mapping[str, str]) -> tuple[str, SpanExporter]:
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
+    protocol = protocol.strip().lower() or "http/protobuf"
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return "otlp_grpc", GrpcExporter()
+    if protocol != "http/protobuf":
+        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%r is not supported; using http/protobuf", protocol)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    return "otlp_http", HttpExporter()
+
+
+def _from_env(env: Mapping[str, str], metrics: GatewayMetrics, overrides: dict[str, Any]) -> Telemetry:
+    settings = load_settings(None, env, **overrides)
+    attrs: dict[str, Any] = {"service.version": __version__}
+    if not env.get("OTEL_SERVICE_NAME") and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        attrs[SERVICE_NAME_KEY] = DEFAULT_SERVICE_NAME
+    resource = Resource.create(attrs)
+    disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    # The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK itself.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    infos: list[ExporterInfo] = []
+    names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
+    for name in [] if disabled or names == ["none"] else names:
+        exporter: SpanExporter
+        try:
+            if name == "otlp":
+                kind, exporter = _otlp_from_env(env)
+            elif name == "console":
+                kind, exporter = "console", ConsoleSpanExporter()
+            else:
+                found = list(entry_points(group="opentelemetry_traces_exporter", name=name))
+                if not found:
+                    log.warning("OTEL_TRACES_EXPORTER names %r, which no installed package provides; skipped", name)
+                    continue
+                kind, exporter = name, found[0].load()()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"OTEL_TRACES_EXPORTER={name}", f"cannot create exporter: {exc}") from None
+        infos.append(attach(provider, kind, exporter, metrics))
+    unique_names(infos)
+    source = "env" if names else "embedded defaults"
+    return Telemetry(provider, infos, settings, source, disabled=disabled)
+
+
+def load_telemetry(
+    path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    metrics: GatewayMetrics | None = None,
+    **overrides: Any,
+) -> Telemetry:
+    env = os.environ if env is None else env
+    metrics = metrics or GatewayMetrics()
+    resolved = config_path(path, env)
+    if resolved:
+        return _from_file(resolved, metrics, overrides)
+    return _from_env(env, metrics, overrides)

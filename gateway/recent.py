@@ -1,0 +1,80 @@
+"""Recently finished spans, grouped by trace, kept in memory.
+
+It is the embedded default backend (``serve`` with nothing configured still
+shows what it traced) and what ``GET /v1/traces/{trace_id}`` and the viewer
+read. A span processor, so it sees exactly what the exporters see.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import StatusCode
+
+
+def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
+    ctx = span.get_span_context()
+    assert ctx is not None
+    return {
+        "name": span.name,
+        "trace_id": f"{ctx.trace_id:032x}",
+        "span_id": f"{ctx.span_id:016x}",
+        "parent_span_id": f"{span.parent.span_id:016x}" if span.parent else None,
+        "kind": span.kind.name.lower(),
+        "start_time_unix_nano": span.start_time,
+        "end_time_unix_nano": span.end_time,
+        "attributes": {k: list(v) if isinstance(v, tuple) else v for k, v in (span.attributes or {}).items()},
+        "events": [
+            {"name": e.name, "time_unix_nano": e.timestamp, "attributes": dict(e.attributes or {})}
+            for e in span.events
+        ],
+        "status": {"code": span.status.status_code.name.lower(), "description": span.status.description}
+        if span.status.status_code != StatusCode.UNSET
+        else {"code": "unset"},
+    }
+
+
+class RecentTraces(SpanProcessor):
+    def __init__(self, max_traces: int = 100, max_spans_per_trace: int = 2000) -> None:
+        self._max_traces = max_traces
+        self._max_spans = max_spans_per_trace
+        self._traces: OrderedDict[str, list[ReadableSpan]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._max_traces <= 0:
+            return
+        ctx = span.get_span_context()
+        if ctx is None:
+            return
+        key = f"{ctx.trace_id:032x}"
+        with self._lock:
+            spans = self._traces.get(key)
+            if spans is None:
+                spans = self._traces[key] = []
+                while len(self._traces) > self._max_traces:
+                    self._traces.popitem(last=False)
+            if len(spans) < self._max_spans:
+                spans.append(span)
+
+    def get(self, trace_id: str) -> list[dict[str, Any]] | None:
+        with self._lock:
+            spans = list(self._traces.get(trace_id, ()))
+        return [span_to_dict(s) for s in spans] if spans else None
+
+    def trace_ids(self) -> list[str]:
+        with self._lock:
+            return list(reversed(self._traces))
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

@@ -1,0 +1,131 @@
+"""HTTP handlers for the v1 API and operations (DESIGN §3). Thin: parse, authorize, call the service."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway import events as ev
+from gateway.errors import BadRequest, FieldError, PayloadTooLarge, ValidationFailed
+from gateway.service import SessionService, body_events
+
+
+def service_of(request: Request) -> SessionService:
+    service: SessionService = request.app.state.service
+    return service
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON whatever its content type: sendBeacon sends strings as text/plain."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body is over the {limit} byte limit")
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", [FieldError("", "invalid JSON")]) from None
+
+
+def bearer_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query_params.get("token")
+
+
+def authorize(request: Request, session_id: str) -> None:
+    service_of(request).signer.verify(bearer_token(request), session_id)
+
+
+async def create_session(request: Request) -> Response:
+    service = service_of(request)
+    body = await read_json(request, service.settings.max_body_bytes)
+    req = ev.parse_model(ev.SessionCreate, body if body is not None else {})
+    created = await service.start(req, request.headers.get("traceparent"))
+    return JSONResponse(created, status_code=201)
+
+
+async def post_events(request: Request) -> Response:
+    session_id = request.path_params["session_id"]
+    authorize(request, session_id)
+    service = service_of(request)
+    body = await read_json(request, service.settings.max_body_bytes)
+    events, sent_at, prefix = body_events(body)
+    result = await service.ingest(session_id, events, sent_at, prefix)
+    return JSONResponse(result.to_json(), status_code=202)
+
+
+async def end_session(request: Request) -> Response:
+    session_id = request.path_params["session_id"]
+    authorize(request, session_id)
+    service = service_of(request)
+    body = await read_json(request, service.settings.max_body_bytes)
+    body = body if body is not None else {}
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be an object", [FieldError("", "expected an object")])
+    req = ev.parse_model(ev.EndRequest, body)
+    raw_events, sent_at = body.get("events") or [], body.get("sent_at")
+    if not isinstance(raw_events, list):
+        raise ValidationFailed("'events' must be a list", [FieldError("events", "must be a list")])
+    if sent_at is not None and (isinstance(sent_at, bool) or not isinstance(sent_at, int | float)):
+        raise ValidationFailed("'sent_at' must be a number", [FieldError("sent_at", "must be ms since the epoch")])
+    ts = req.ts.timestamp() * 1000 if req.ts is not None and not isinstance(req.ts, float) else req.ts
+    summary, result = await service.end(session_id, req.reason, ts, raw_events, sent_at)
+    payload = dict(summary)
+    if raw_events:
+        payload["events"] = result.to_json()
+    return JSONResponse(payload)
+
+
+async def get_session(request: Request) -> Response:
+    session_id = request.path_params["session_id"]
+    authorize(request, session_id)
+    return JSONResponse(await service_of(request).describe(session_id))
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state = request.app.state
+    if getattr(state, "draining", False) or not getattr(state, "ready", False):
+        return JSONResponse({"status": "draining" if getattr(state, "draining", False) else "starting"},
+                            status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    registry = service_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    from gateway.openapi import openapi_document
+
+    return JSONResponse(openapi_document())
+
+
+routes = [
+    Route("/v1/sessions", create_session, methods=["POST"]),
+    Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/v1/sessions/{session_id}/events", post_events, methods=["POST"]),
+    Route("/v1/sessions/{session_id}/end", end_session, methods=["POST"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+]

@@ -1,0 +1,316 @@
+"""Sessions as the API sees them: start, ingest, end, sweep, shut down.
+
+The one-way flow lives here: validated events go into the store's atomic
+``mutate`` (the state machine runs inside it), the spans that ended come out,
+and only after the mutation committed are they handed to the emitter. Nothing
+here waits on a backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.propagators.textmap import DefaultGetter
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, get_current_span
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from gateway import events as ev
+from gateway import semconv as sc
+from gateway.errors import Conflict, FieldError, NotFound, RequestError, ValidationFailed
+from gateway.metrics import GatewayMetrics
+from gateway.security import TokenSigner
+from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns, summarize
+from gateway.sessions.state import FinishedSpan, SessionState, TraceRef, new_span_id, new_trace_id
+from gateway.sessions.store import SessionStore
+from gateway.settings import GatewaySettings
+from gateway.spans import SpanEmitter
+
+log = logging.getLogger("gateway.sessions")
+_propagator = TraceContextTextMapPropagator()
+
+
+def parse_traceparent(header: str | None) -> SpanContext | None:
+    if not header:
+        return None
+    ctx = get_current_span(_propagator.extract({"traceparent": header}, getter=DefaultGetter())).get_span_context()
+    return None if ctx == INVALID_SPAN_CONTEXT or not ctx.is_valid else ctx
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+class SessionService:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        store: SessionStore,
+        emitter: SpanEmitter,
+        metrics: GatewayMetrics,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.emitter = emitter
+        self.metrics = metrics
+        self.clock = clock
+        self.signer = TokenSigner(settings.signing_key, settings.effective_token_ttl_s)
+        self.machine = SessionMachine(MachineOptions(capture_content=settings.capture_content))
+
+    # -- start ----------------------------------------------------------------------------------------
+
+    async def start(self, req: ev.SessionCreate, traceparent: str | None) -> dict[str, Any]:
+        now = self.clock()
+        parent = parse_traceparent(traceparent)
+        trace_id = f"{parent.trace_id:032x}" if parent else new_trace_id()
+        root_span_id = new_span_id()
+        sampled = self.emitter.decide(trace_id, parent, {sc.SESSION_ID: req.session_id or ""})
+        trace = TraceRef(trace_id, root_span_id, f"{parent.span_id:016x}" if parent else None, sampled)
+        state = SessionState(
+            session_id=req.session_id or str(uuid.uuid4()),
+            trace=trace,
+            start_ns=now,
+            last_activity_ns=now,
+            last_event_ns=now,
+            user_id=req.user_id,
+            provider=req.provider,
+            model=req.model,
+            agent=req.agent,
+            tags=list(dict.fromkeys(req.tags)),
+            attributes=dict(req.attributes),
+            client_sdk=req.client.sdk if req.client else None,
+            user_agent=req.client.user_agent if req.client else None,
+        )
+        if not await self.store.create(state):
+            raise Conflict(f"session {state.session_id!r} already exists",
+                           [FieldError("session_id", "already in use")])
+        self.metrics.sessions_started.inc()
+        self.metrics.sessions_active.inc()
+        if not sampled:
+            self.metrics.sessions_unsampled.inc()
+        token = self.signer.issue(state.session_id, now / 1e9)
+        flags = "01" if sampled else "00"
+        return {
+            "session_id": state.session_id,
+            "trace_id": trace_id,
+            "root_span_id": root_span_id,
+            "traceparent": f"00-{trace_id}-{root_span_id}-{flags}",
+            "sampled": sampled,
+            "token": token.token,
+            "expires_at": token.expires_at,
+            "idle_timeout_s": self.settings.session_idle_timeout_s,
+        }
+
+    # -- ingest ---------------------------------------------------------------------------------------
+
+    def _validate(self, raw_events: Sequence[object], prefix: str, result: IngestResult) -> list[ev.Event]:
+        valid: list[tuple[int, ev.Event]] = []
+        for index, raw in enumerate(raw_events):
+            try:
+                valid.append((index, ev.parse_event(raw, f"{prefix}[{index}]" if prefix else "")))
+            except RequestError as exc:
+                result.rejected.append({"index": index, "errors": [e.to_json() for e in exc.errors]})
+                self.metrics.events_rejected.labels("invalid_event").inc()
+        # Client order: by seq when every event has one, else as sent.
+        if all(e.seq is not None for _, e in valid):
+            valid.sort(key=lambda item: (item[1].seq or 0, item[0]))
+        return [e for _, e in valid]
+
+    def _apply(self, state: SessionState, events: list[ev.Event], sent_at_ms: float | None, now: int,
+               result: IngestResult, out: list[FinishedSpan]) -> None:
+        if state.ended:
+            raise Conflict(f"session {state.session_id!r} has ended; events are no longer accepted")
+        state.last_activity_ns = now
+        if sent_at_ms is not None:
+            # receive minus send is clock offset plus network latency: the smallest seen is the best estimate.
+            offset = now - int(sent_at_ms * 1_000_000)
+            state.skew_ns = offset if state.skew_ns is None else min(state.skew_ns, offset)
+        for event in events:
+            if event.id in state.seen_ids:
+                result.duplicates += 1
+                continue
+            state.seen_ids.add(event.id)
+            out.extend(self.machine.apply(state, event, event_time_ns(state, event, now)))
+            result.accepted += 1
+
+    async def ingest(
+        self, session_id: str, raw_events: Sequence[object], sent_at_ms: float | None, prefix: str = "events"
+    ) -> IngestResult:
+        result = IngestResult()
+        events = self._validate(raw_events, prefix, result)
+        now = self.clock()
+        out: list[FinishedSpan] = []
+
+        def apply(state: SessionState) -> TraceRef:
+            result.accepted, result.duplicates = 0, 0  # a store may retry the mutation
+            out.clear()
+            self._apply(state, events, sent_at_ms, now, result, out)
+            return state.trace
+
+        trace = await self.store.mutate(session_id, apply)
+        if trace is None:
+            raise NotFound(f"no session {session_id!r}")
+        self._emit(trace, out)
+        self.metrics.events_duplicate.inc(result.duplicates)
+        for event in events:
+            self.metrics.events_accepted.labels(event.type).inc()
+        return result
+
+    def _emit(self, trace: TraceRef, spans: list[FinishedSpan]) -> None:
+        if spans:
+            self.metrics.spans_emitted.inc(self.emitter.emit(trace, spans))
+
+    # -- end ------------------------------------------------------------------------------------------
+
+    async def end(
+        self,
+        session_id: str,
+        reason: str,
+        ts: float | None = None,
+        raw_events: Sequence[object] = (),
+        sent_at_ms: float | None = None,
+        root_attrs: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], IngestResult]:
+        """End a session (its final events first); ending an ended session returns its summary again."""
+        result = IngestResult()
+        events = self._validate(raw_events, "events", result)
+        now = self.clock()
+        out: list[FinishedSpan] = []
+        ended_now = False
+
+        def apply(state: SessionState) -> tuple[TraceRef, dict[str, Any]]:
+            nonlocal ended_now
+            out.clear()
+            ended_now = False
+            if state.ended:
+                assert state.summary is not None
+                return state.trace, state.summary
+            if events:
+                self._apply(state, events, sent_at_ms, now, result, out)
+            if ts is not None:
+                t = min(int(ts * 1_000_000) + (state.skew_ns or 0), now)
+            else:
+                t = now
+            out.extend(self.machine.end(state, reason, t, **(root_attrs or {})))
+            self._forget(state, now)
+            ended_now = True
+            assert state.summary is not None
+            return state.trace, state.summary
+
+        found = await self.store.mutate(session_id, apply)
+        if found is None:
+            raise NotFound(f"no session {session_id!r}")
+        trace, summary = found
+        self._emit(trace, out)
+        if ended_now:
+            self._ended(summary, reason)
+        return summary, result
+
+    def _forget(self, state: SessionState, now: int) -> None:
+        """An ended session keeps its summary only: drop what made it big."""
+        state.ended_at_ns = now
+        state.seen_ids = set()
+        state.root_events = []
+        state.transcript = []
+        state.tools = {}
+
+    def _ended(self, summary: dict[str, Any], reason: str) -> None:
+        self.metrics.sessions_active.dec()
+        self.metrics.sessions_ended.labels(reason).inc()
+        log.info(
+            "session %s ended (%s): %s turns, %s interruptions, %s tool calls, %s errors, %.1f s, "
+            "tokens in/out %s/%s, trace %s",
+            summary["session_id"], reason, summary["turns"], summary["interruptions"], summary["tool_calls"],
+            summary["errors"], float(summary["duration_ms"]) / 1000, summary["usage"]["input_tokens"],
+            summary["usage"]["output_tokens"], summary["trace_id"],
+        )
+
+    # -- read -----------------------------------------------------------------------------------------
+
+    async def describe(self, session_id: str) -> dict[str, Any]:
+        state = await self.store.get(session_id)
+        if state is None:
+            raise NotFound(f"no session {session_id!r}")
+        return {
+            "session_id": state.session_id,
+            "trace_id": state.trace.trace_id,
+            "root_span_id": state.trace.root_span_id,
+            "sampled": state.trace.sampled,
+            "ended": state.ended,
+            "user_id": state.user_id,
+            "provider": state.provider,
+            "model": state.model,
+            "agent": state.agent,
+            "tags": state.tags,
+            "idle_s": round((self.clock() - state.last_activity_ns) / 1e9, 3),
+            "open_turn": state.turn.number if state.turn else None,
+            "open_spans": state.open_span_names(),
+            "summary": state.summary if state.summary is not None else summarize(state),
+        }
+
+    # -- sweep and shutdown ---------------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """End sessions idle past the timeout or older than the maximum duration; forget old summaries."""
+        now = self.clock()
+        s = self.settings
+        ids = await self.store.expired(
+            now - int(s.session_idle_timeout_s * 1e9),
+            now - int(s.session_max_duration_s * 1e9),
+            now - int(s.ended_retention_s * 1e9),
+        )
+        ended = 0
+        for session_id in ids:
+            state = await self.store.get(session_id)
+            if state is None:
+                continue
+            if state.ended:
+                await self.store.remove(session_id)
+                continue
+            idle = state.last_activity_ns < now - int(s.session_idle_timeout_s * 1e9)
+            kind = "idle" if idle else "max_duration"
+            # An idle session ends where its last event was, not when the sweeper noticed.
+            at = state.last_event_ns / 1e6 if idle else None
+            try:
+                await self.end(session_id, sc.END_TIMEOUT, ts=at, root_attrs={sc.VOICE_SESSION_TIMEOUT_KIND: kind})
+                ended += 1
+            except RequestError:
+                continue
+        return ended
+
+    async def end_all(self, reason: str) -> int:
+        count = 0
+        for session_id in await self.store.ids():
+            state = await self.store.get(session_id)
+            if state is not None and not state.ended:
+                await self.end(session_id, reason)
+                count += 1
+        return count
+
+
+def body_events(body: object) -> tuple[list[object], float | None, str]:
+    """One event, or ``{"events": [...], "sent_at": ms}``; returns (events, sent_at, path prefix)."""
+    if isinstance(body, dict) and "events" in body and "type" not in body:
+        events = body["events"]
+        if not isinstance(events, list):
+            raise ValidationFailed("'events' must be a list", [FieldError("events", "must be a list")])
+        sent_at = body.get("sent_at")
+        if sent_at is not None and (isinstance(sent_at, bool) or not isinstance(sent_at, int | float)):
+            raise ValidationFailed("'sent_at' must be ms since the epoch",
+                                   [FieldError("sent_at", "must be a number (ms since the epoch)")])
+        return events, sent_at, "events"
+    if isinstance(body, dict):
+        return [body], None, ""
+    raise ValidationFailed("the body must be an event object or {\"events\": [...]}",
+                           [FieldError("", "expected an object")])

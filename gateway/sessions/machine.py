@@ -1,0 +1,518 @@
+"""The session state machine: validated events in, finished spans out.
+
+The gateway, not the browser, segments turns (DESIGN §4). A turn opens at the
+first of user.speech_start, user.transcript, model.response_start or tool.call
+when none is open, and closes at model.turn_complete, model.interrupted or the
+session's end. Speech that starts while the model is still answering is a
+barge-in: it opens the *next* turn, so it is held aside until the current
+turn closes.
+
+Every span that opens ends exactly once; functions here only return spans
+that just ended, so replaying an event (deduplicated upstream by id) or ending
+twice never produces a span twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway import events as ev
+from gateway import semconv as sc
+from gateway.sessions.state import (
+    Attrs,
+    FinishedSpan,
+    OpenSpan,
+    PendingSpeech,
+    SessionState,
+    SpanEvent,
+    SpanKindName,
+    TurnState,
+    new_span_id,
+)
+from gateway.usage import Usage, normalize_usage
+
+MAX_ROOT_EVENTS = 128
+MAX_TEXT_CHARS = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class MachineOptions:
+    capture_content: bool = False
+
+
+def event_time_ns(state: SessionState, event: ev.Event, received_ns: int) -> int:
+    """Client time, corrected for the session's clock skew, kept monotonic and never in the future."""
+    ts = event.ts
+    skew = state.skew_ns or 0
+    if ts is None:
+        t = received_ns
+    elif isinstance(ts, datetime):
+        t = int(ts.timestamp() * 1e9) + skew
+    else:
+        t = int(ts * 1_000_000) + skew
+    return max(state.last_event_ns, min(t, received_ns))
+
+
+def _json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _messages(role: str, texts: list[str], finish_reason: str | None = None) -> str:
+    message: dict[str, Any] = {"role": role, "parts": [{"type": "text", "content": "".join(texts)}]}
+    if finish_reason:
+        message["finish_reason"] = finish_reason
+    return json.dumps([message], separators=(",", ":"))
+
+
+class SessionMachine:
+    def __init__(self, options: MachineOptions) -> None:
+        self.options = options
+        self._handlers: dict[str, Callable[[SessionState, Any, int, list[FinishedSpan]], None]] = {
+            "connection.open": self._connection_open,
+            "connection.setup_complete": self._connection_event,
+            "connection.go_away": self._connection_event,
+            "connection.resumed": self._connection_event,
+            "connection.close": self._connection_close,
+            "user.speech_start": self._speech_start,
+            "user.speech_end": self._speech_end,
+            "user.transcript": self._user_transcript,
+            "model.response_start": self._response_start,
+            "model.audio_start": self._audio_start,
+            "model.playback_start": self._playback_start,
+            "model.transcript": self._model_transcript,
+            "model.generation_complete": self._generation_complete,
+            "model.turn_complete": self._turn_complete,
+            "model.interrupted": self._interrupted,
+            "model.usage": self._usage,
+            "tool.call": self._tool_call,
+            "tool.result": self._tool_result,
+            "tool.cancel": self._tool_cancel,
+            "error": self._error,
+            "session.update": self._session_update,
+            "mark": self._mark,
+        }
+
+    # -- public -------------------------------------------------------------------------------------
+
+    def apply(self, state: SessionState, event: ev.Event, t: int) -> list[FinishedSpan]:
+        out: list[FinishedSpan] = []
+        state.last_event_ns = t
+        self._handlers[event.type](state, event, t, out)
+        return out
+
+    def end(self, state: SessionState, reason: str, t: int, **root_attrs: Any) -> list[FinishedSpan]:
+        """End the session and everything still open in it; the root span is the last one returned."""
+        out: list[FinishedSpan] = []
+        t = max(t, state.last_event_ns)
+        if state.pending_speech is not None and state.turn is None:
+            self._open_turn(state, state.pending_speech.start_ns, out)
+        if state.turn is not None:
+            self._close_turn(state, t, sc.END_SESSION_CLOSED, out)
+        if state.pending_speech is not None:  # a barge-in the session ended before its turn could open
+            self._open_turn(state, state.pending_speech.start_ns, out)
+            self._close_turn(state, t, sc.END_SESSION_CLOSED, out)
+        for call_id in list(state.tools):
+            tool = state.tools.pop(call_id)
+            tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_SESSION_CLOSED
+            out.append(self._finish(state, tool, t))
+        if state.connection is not None:
+            state.connection.attributes[sc.VOICE_CONNECTION_END_REASON] = sc.END_SESSION_CLOSED
+            out.append(self._finish(state, state.connection, t))
+            state.connection = None
+        state.ended, state.end_reason, state.end_ns = True, reason, t
+        out.append(self._finish_root(state, t, reason, root_attrs))
+        state.summary = summarize(state)
+        return out
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def session_attributes(self, state: SessionState) -> Attrs:
+        """Facts every span carries, so a backend can group by session without waiting for the root."""
+        attrs: Attrs = {sc.SESSION_ID: state.session_id, sc.GEN_AI_CONVERSATION_ID: state.session_id}
+        if state.user_id:
+            attrs[sc.USER_ID] = state.user_id
+        if state.agent:
+            attrs[sc.GEN_AI_AGENT_NAME] = state.agent
+        if state.tags:
+            attrs[sc.VOICE_SESSION_TAGS] = list(state.tags)
+        return attrs
+
+    def _open(
+        self, name: str, parent: str | None, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal"
+    ) -> OpenSpan:
+        return OpenSpan(name, new_span_id(), parent, t, kind, attrs or {})
+
+    def _finish(self, state: SessionState, span: OpenSpan, t: int, error: str | None = None) -> FinishedSpan:
+        attrs = self.session_attributes(state)
+        attrs.update(span.attributes)
+        return FinishedSpan(
+            span.name, span.span_id, span.parent_id, span.start_ns, max(t, span.start_ns), span.kind,
+            attrs, tuple(span.events), error,
+        )
+
+    def _root_event(self, state: SessionState, event: SpanEvent) -> None:
+        if len(state.root_events) < MAX_ROOT_EVENTS:
+            state.root_events.append(event)
+
+    def _model_attrs(self, state: SessionState) -> Attrs:
+        attrs: Attrs = {}
+        if state.provider:
+            attrs[sc.GEN_AI_PROVIDER_NAME] = state.provider
+        if state.model:
+            attrs[sc.GEN_AI_REQUEST_MODEL] = state.model
+        return attrs
+
+    def _open_turn(self, state: SessionState, t: int, out: list[FinishedSpan]) -> TurnState:
+        state.turn_count += 1
+        name = f"{sc.SPAN_TURN} {state.agent}" if state.agent else sc.SPAN_TURN
+        span = self._open(
+            name, state.trace.root_span_id, t,
+            {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.VOICE_TURN_NUMBER: state.turn_count},
+        )
+        turn = TurnState(state.turn_count, span)
+        state.turn = turn
+        pending, state.pending_speech = state.pending_speech, None
+        if pending is not None:
+            speech = self._open(sc.SPAN_USER_SPEECH, span.span_id, pending.start_ns)
+            turn.user_text.extend(pending.text)
+            if pending.end_ns is not None:
+                turn.speech_end_ns = pending.end_ns
+                out.append(self._finish(state, speech, pending.end_ns))
+            else:
+                turn.speech = speech
+        return turn
+
+    def _turn(self, state: SessionState, t: int, out: list[FinishedSpan]) -> TurnState:
+        return state.turn if state.turn is not None else self._open_turn(state, t, out)
+
+    def _inference(self, state: SessionState, t: int, out: list[FinishedSpan]) -> OpenSpan:
+        turn = self._turn(state, t, out)
+        if turn.inference is None:
+            name = f"{sc.SPAN_INFERENCE} {state.model}" if state.model else sc.SPAN_INFERENCE
+            attrs = self._model_attrs(state)
+            attrs[sc.GEN_AI_OPERATION_NAME] = sc.OPERATION_GENERATE_CONTENT
+            turn.inference = self._open(name, turn.span.span_id, t, attrs, kind="client")
+        return turn.inference
+
+    def _close_turn(self, state: SessionState, t: int, reason: str, out: list[FinishedSpan]) -> None:
+        turn = state.turn
+        assert turn is not None
+        capture = self.options.capture_content
+        if turn.speech is not None:
+            out.append(self._finish(state, turn.speech, t))
+        if turn.inference is not None:
+            inf = turn.inference
+            if reason != sc.END_SESSION_CLOSED:
+                inf.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = [
+                    reason if reason == sc.END_INTERRUPTED else turn.finish_reason
+                ]
+            if turn.usage is not None:
+                inf.attributes.update(turn.usage.span_attributes())
+                inf.attributes[sc.VOICE_USAGE_REPORTS] = turn.usage_reports
+            if capture and turn.user_text:
+                inf.attributes[sc.GEN_AI_INPUT_MESSAGES] = _messages("user", turn.user_text)
+            if capture and turn.model_text:
+                inf.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = _messages("assistant", turn.model_text)
+            out.append(self._finish(state, inf, t))
+        span = turn.span
+        span.attributes[sc.GEN_AI_AGENT_INVOCATION_END_REASON] = reason
+        if capture and turn.user_text:
+            span.attributes[sc.GEN_AI_INPUT_MESSAGES] = _messages("user", turn.user_text)
+            state.transcript.append({"turn": turn.number, "role": "user", "text": "".join(turn.user_text)})
+        if capture and turn.model_text:
+            span.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = _messages("assistant", turn.model_text)
+            state.transcript.append({"turn": turn.number, "role": "assistant", "text": "".join(turn.model_text)})
+        if turn.usage is not None:
+            state.usage_total = state.usage_total + turn.usage
+            state.last_turn_usage = turn.usage
+        out.append(self._finish(state, span, t))
+        state.turn = None
+
+    def _append_text(self, texts: list[str], text: str) -> None:
+        if sum(map(len, texts)) < MAX_TEXT_CHARS:
+            texts.append(text)
+
+    # -- connections ----------------------------------------------------------------------------------
+
+    def _connection_open(self, state: SessionState, e: ev.ConnectionOpen, t: int, out: list[FinishedSpan]) -> None:
+        if state.connection is not None:
+            state.connection.attributes[sc.VOICE_CONNECTION_END_REASON] = sc.END_REPLACED
+            out.append(self._finish(state, state.connection, t))
+        state.connection_count += 1
+        attrs = self._model_attrs(state)
+        if e.connection_id:
+            attrs[sc.VOICE_CONNECTION_ID] = e.connection_id
+        state.connection = self._open(sc.SPAN_CONNECTION, state.trace.root_span_id, t, attrs)
+
+    def _connection_event(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
+        if state.connection is None:
+            # The client reported a connection's life without its open: the span starts here.
+            self._connection_open(state, ev.ConnectionOpen(type="connection.open", id=e.id), t, out)
+        assert state.connection is not None
+        attrs: Attrs = {}
+        if isinstance(e, ev.ConnectionGoAway):
+            name = sc.EVENT_GO_AWAY
+            if e.time_left_ms is not None:
+                attrs[sc.VOICE_GO_AWAY_TIME_LEFT_MS] = e.time_left_ms
+        elif isinstance(e, ev.ConnectionResumed):
+            name = sc.EVENT_RESUMED
+            if e.handle:
+                state.connection.attributes[sc.VOICE_RESUMPTION_HANDLE] = e.handle
+        else:
+            name = sc.EVENT_SETUP_COMPLETE
+        state.connection.events.append(SpanEvent(name, t, attrs))
+
+    def _connection_close(self, state: SessionState, e: ev.ConnectionClose, t: int, out: list[FinishedSpan]) -> None:
+        conn = state.connection
+        if conn is None:
+            return
+        if e.code is not None:
+            conn.attributes[sc.VOICE_CONNECTION_CLOSE_CODE] = e.code
+        if e.reason:
+            conn.attributes[sc.VOICE_CONNECTION_CLOSE_REASON] = e.reason
+        conn.attributes[sc.VOICE_CONNECTION_END_REASON] = "closed"
+        out.append(self._finish(state, conn, t))
+        state.connection = None
+
+    # -- user -----------------------------------------------------------------------------------------
+
+    def _barging_in(self, state: SessionState) -> bool:
+        return state.turn is not None and state.turn.inference is not None
+
+    def _speech_start(self, state: SessionState, e: ev.UserSpeechStart, t: int, out: list[FinishedSpan]) -> None:
+        if self._barging_in(state):
+            if state.pending_speech is None:
+                state.pending_speech = PendingSpeech(t)
+            return
+        turn = self._turn(state, t, out)
+        if turn.speech is None:
+            turn.speech = self._open(sc.SPAN_USER_SPEECH, turn.span.span_id, t)
+
+    def _speech_end(self, state: SessionState, e: ev.UserSpeechEnd, t: int, out: list[FinishedSpan]) -> None:
+        if state.pending_speech is not None:
+            state.pending_speech.end_ns = t
+        elif state.turn is not None and state.turn.speech is not None:
+            out.append(self._finish(state, state.turn.speech, t))
+            state.turn.speech = None
+            state.turn.speech_end_ns = t
+
+    def _user_transcript(self, state: SessionState, e: ev.UserTranscript, t: int, out: list[FinishedSpan]) -> None:
+        if state.pending_speech is not None:
+            self._append_text(state.pending_speech.text, e.text)
+            return
+        turn = self._turn(state, t, out)
+        self._append_text(turn.user_text, e.text)
+        turn.last_user_transcript_ns = t
+
+    # -- model ----------------------------------------------------------------------------------------
+
+    def _response_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
+        self._inference(state, t, out)
+
+    def _latency(self, turn: TurnState, t: int) -> tuple[float, str] | None:
+        if turn.speech_end_ns is not None:
+            return (t - turn.speech_end_ns) / 1e6, "client_vad"
+        if turn.last_user_transcript_ns is not None:
+            return (t - turn.last_user_transcript_ns) / 1e6, "input_transcript"
+        return None
+
+    def _audio_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
+        inference = self._inference(state, t, out)
+        turn = state.turn
+        assert turn is not None
+        if turn.first_audio_ns is not None:
+            return
+        turn.first_audio_ns = t
+        inference.attributes[sc.VOICE_FIRST_AUDIO_TIME] = t
+        inference.events.append(SpanEvent(sc.EVENT_FIRST_AUDIO, t))
+        latency = self._latency(turn, t)
+        if latency is not None:
+            turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS] = latency[0]
+            turn.span.attributes[sc.VOICE_LATENCY_SOURCE] = latency[1]
+
+    def _playback_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
+        turn = state.turn
+        if turn is None or turn.first_playback_ns is not None:
+            return
+        turn.first_playback_ns = t
+        turn.span.events.append(SpanEvent(sc.EVENT_FIRST_PLAYBACK, t))
+        latency = self._latency(turn, t)
+        if latency is not None:
+            turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS] = latency[0]
+            turn.span.attributes.setdefault(sc.VOICE_LATENCY_SOURCE, latency[1])
+
+    def _model_transcript(self, state: SessionState, e: ev.ModelTranscript, t: int, out: list[FinishedSpan]) -> None:
+        self._inference(state, t, out)
+        assert state.turn is not None
+        self._append_text(state.turn.model_text, e.text)
+
+    def _generation_complete(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
+        if state.turn is not None and state.turn.inference is not None:
+            state.turn.inference.events.append(SpanEvent(sc.EVENT_GENERATION_COMPLETE, t))
+
+    def _after_turn(self, state: SessionState, out: list[FinishedSpan]) -> None:
+        if state.pending_speech is not None:
+            self._open_turn(state, state.pending_speech.start_ns, out)
+
+    def _turn_complete(self, state: SessionState, e: ev.ModelTurnComplete, t: int, out: list[FinishedSpan]) -> None:
+        if state.turn is None:
+            return
+        state.turn.finish_reason = e.reason or "stop"
+        self._close_turn(state, t, sc.END_COMPLETED, out)
+        self._after_turn(state, out)
+
+    def _interrupted(self, state: SessionState, e: ev.ModelInterrupted, t: int, out: list[FinishedSpan]) -> None:
+        state.interruption_count += 1
+        attrs: Attrs = {}
+        if e.played_ms is not None:
+            attrs[sc.VOICE_INTERRUPTION_PLAYED_MS] = e.played_ms
+        if e.generated_ms is not None:
+            attrs[sc.VOICE_INTERRUPTION_GENERATED_MS] = e.generated_ms
+        turn = state.turn
+        if turn is not None:
+            attrs[sc.VOICE_TURN_NUMBER] = turn.number
+            turn.span.attributes.update(attrs)
+        self._root_event(state, SpanEvent(sc.EVENT_INTERRUPTION, t, dict(attrs)))
+        if turn is not None:
+            self._close_turn(state, t, sc.END_INTERRUPTED, out)
+        self._after_turn(state, out)
+
+    def _usage(self, state: SessionState, e: ev.ModelUsage, t: int, out: list[FinishedSpan]) -> None:
+        usage = normalize_usage(e.usage)
+        if state.turn is not None:
+            state.turn.usage = usage  # reports are cumulative within a turn: the last one wins
+            state.turn.usage_reports += 1
+        elif state.last_turn_usage is not None:
+            # Arrived after its turn closed: correct the session total; the turn's spans are already out.
+            state.usage_total = Usage.from_dict(
+                {k: v - state.last_turn_usage.to_dict()[k] for k, v in state.usage_total.to_dict().items()}
+            ) + usage
+            state.last_turn_usage = usage
+        else:
+            state.usage_total = state.usage_total + usage
+
+    # -- tools ----------------------------------------------------------------------------------------
+
+    def _tool_call(self, state: SessionState, e: ev.ToolCall, t: int, out: list[FinishedSpan]) -> None:
+        if e.call_id in state.tools:
+            return
+        turn = self._turn(state, t, out)
+        state.tool_call_count += 1
+        attrs: Attrs = {
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL,
+            sc.GEN_AI_TOOL_NAME: e.name,
+            sc.GEN_AI_TOOL_CALL_ID: e.call_id,
+            sc.GEN_AI_TOOL_TYPE: "function",
+            sc.VOICE_TURN_NUMBER: turn.number,
+        }
+        if self.options.capture_content and e.arguments is not None:
+            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = _json(e.arguments)
+        # Tools may outlive their turn (a result after a barge-in): they end at their own result.
+        state.tools[e.call_id] = self._open(f"{sc.SPAN_TOOL} {e.name}", turn.span.span_id, t, attrs)
+
+    def _tool_result(self, state: SessionState, e: ev.ToolResult, t: int, out: list[FinishedSpan]) -> None:
+        tool = state.tools.pop(e.call_id, None)
+        if tool is None:
+            return
+        error = None
+        if e.error is not None and e.error is not False:
+            error = e.error if isinstance(e.error, str) else _json(e.error)
+            tool.attributes[sc.ERROR_TYPE] = "tool_error"
+            tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_ERROR
+        else:
+            tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_COMPLETED
+        if self.options.capture_content and e.result is not None:
+            tool.attributes[sc.GEN_AI_TOOL_CALL_RESULT] = _json(e.result)
+        out.append(self._finish(state, tool, t, error))
+
+    def _tool_cancel(self, state: SessionState, e: ev.ToolCancel, t: int, out: list[FinishedSpan]) -> None:
+        for call_id in e.call_ids:
+            tool = state.tools.pop(call_id, None)
+            if tool is not None:
+                tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_CANCELLED
+                out.append(self._finish(state, tool, t))
+
+    # -- session --------------------------------------------------------------------------------------
+
+    def _error(self, state: SessionState, e: ev.ErrorEvent, t: int, out: list[FinishedSpan]) -> None:
+        state.error_count += 1
+        attrs: Attrs = {sc.EXCEPTION_TYPE: e.error_type}
+        if e.message:
+            attrs[sc.EXCEPTION_MESSAGE] = e.message
+        if state.turn is not None:
+            attrs[sc.VOICE_TURN_NUMBER] = state.turn.number
+        self._root_event(state, SpanEvent(sc.EVENT_EXCEPTION, t, attrs))
+
+    def _session_update(self, state: SessionState, e: ev.SessionUpdate, t: int, out: list[FinishedSpan]) -> None:
+        if e.user_id:
+            state.user_id = e.user_id
+        if e.tags:
+            state.tags.extend(tag for tag in e.tags if tag not in state.tags)
+        if e.attributes:
+            state.attributes.update(e.attributes)
+
+    def _mark(self, state: SessionState, e: ev.Mark, t: int, out: list[FinishedSpan]) -> None:
+        attrs: Attrs = {sc.VOICE_MARK_NAME: e.name}
+        attrs.update(e.attributes or {})
+        event = SpanEvent(e.name, t, attrs)
+        if state.turn is not None:
+            state.turn.span.events.append(event)
+        else:
+            self._root_event(state, event)
+
+    def _finish_root(self, state: SessionState, t: int, reason: str, extra: dict[str, Any]) -> FinishedSpan:
+        attrs = self.session_attributes(state)
+        attrs.update(self._model_attrs(state))
+        attrs.update({f"{sc.VOICE_ATTRIBUTE_PREFIX}{k}": v for k, v in state.attributes.items()})
+        if state.client_sdk:
+            attrs[sc.VOICE_CLIENT_SDK] = state.client_sdk
+        if state.user_agent:
+            attrs[sc.USER_AGENT] = state.user_agent
+        attrs.update({
+            sc.VOICE_SESSION_END_REASON: reason,
+            sc.VOICE_SESSION_TURN_COUNT: state.turn_count,
+            sc.VOICE_SESSION_INTERRUPTION_COUNT: state.interruption_count,
+            sc.VOICE_SESSION_TOOL_CALL_COUNT: state.tool_call_count,
+            sc.VOICE_SESSION_CONNECTION_COUNT: state.connection_count,
+            sc.VOICE_SESSION_ERROR_COUNT: state.error_count,
+        })
+        attrs.update(state.usage_total.span_attributes())
+        if self.options.capture_content and state.transcript:
+            attrs[sc.VOICE_SESSION_TRANSCRIPT] = json.dumps(state.transcript, separators=(",", ":"))
+        attrs.update(extra)
+        error = f"session ended: {reason}" if reason == sc.END_ERROR else None
+        return FinishedSpan(
+            sc.SPAN_SESSION, state.trace.root_span_id, state.trace.parent_span_id, state.start_ns,
+            max(t, state.start_ns), "internal", attrs, tuple(state.root_events), error,
+        )
+
+
+def summarize(state: SessionState) -> dict[str, object]:
+    """The running (or final) summary of a session, as the API returns it."""
+    u = state.usage_total
+    if state.turn is not None and state.turn.usage is not None:
+        u = u + state.turn.usage
+    end_ns = state.end_ns if state.end_ns is not None else state.last_event_ns
+    return {
+        "session_id": state.session_id,
+        "trace_id": state.trace.trace_id,
+        "duration_ms": round((end_ns - state.start_ns) / 1e6, 3),
+        "end_reason": state.end_reason,
+        "turns": state.turn_count,
+        "interruptions": state.interruption_count,
+        "tool_calls": state.tool_call_count,
+        "connections": state.connection_count,
+        "errors": state.error_count,
+        "usage": {
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cache_read_input_tokens": u.cache_read_input_tokens,
+            "input": {"text": u.input_text_tokens, "audio": u.input_audio_tokens, "image": u.input_image_tokens},
+            "output": {"text": u.output_text_tokens, "audio": u.output_audio_tokens},
+        },
+        "cost": None,
+    }

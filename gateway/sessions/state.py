@@ -1,0 +1,146 @@
+"""Session state as plain data.
+
+Open spans are records (ids, name, start, attributes), not SDK spans: state
+stays serializable for a durable or shared store, and any replica can end a
+span another replica opened. A span becomes an SDK span only when it ends
+(``FinishedSpan`` → ``gateway.spans``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gateway.usage import Usage
+
+AttrValue = str | bool | int | float | list[str]
+Attrs = dict[str, AttrValue]
+SpanKindName = Literal["internal", "client"]
+
+
+def new_span_id() -> str:
+    # Same source the SDK's RandomIdGenerator uses; zero is not a valid id.
+    return f"{random.getrandbits(64) or 1:016x}"
+
+
+def new_trace_id() -> str:
+    return f"{random.getrandbits(128) or 1:032x}"
+
+
+@dataclass(slots=True)
+class SpanEvent:
+    name: str
+    time_ns: int
+    attributes: Attrs = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OpenSpan:
+    name: str
+    span_id: str
+    parent_id: str | None
+    start_ns: int
+    kind: SpanKindName = "internal"
+    attributes: Attrs = field(default_factory=dict)
+    events: list[SpanEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedSpan:
+    name: str
+    span_id: str
+    parent_id: str | None
+    start_ns: int
+    end_ns: int
+    kind: SpanKindName
+    attributes: Attrs
+    events: tuple[SpanEvent, ...]
+    error: str | None = None  # status description when the span ended in error
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRef:
+    """What the export side needs to place a session's spans: nothing else of the state."""
+
+    trace_id: str
+    root_span_id: str
+    parent_span_id: str | None  # the caller's span, from a traceparent header
+    sampled: bool
+
+
+@dataclass(slots=True)
+class TurnState:
+    number: int
+    span: OpenSpan
+    inference: OpenSpan | None = None
+    speech: OpenSpan | None = None
+    usage: Usage | None = None
+    usage_reports: int = 0
+    user_text: list[str] = field(default_factory=list)
+    model_text: list[str] = field(default_factory=list)
+    speech_end_ns: int | None = None
+    last_user_transcript_ns: int | None = None
+    first_audio_ns: int | None = None
+    first_playback_ns: int | None = None
+    finish_reason: str = "stop"
+
+
+@dataclass(slots=True)
+class PendingSpeech:
+    """User speech that began while the model was still answering (a barge-in):
+    it belongs to the next turn, which does not exist yet."""
+
+    start_ns: int
+    end_ns: int | None = None
+    text: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SessionState:
+    session_id: str
+    trace: TraceRef
+    start_ns: int
+    last_activity_ns: int  # gateway clock at the last request: the idle timeout counts from here
+    last_event_ns: int  # session timeline; never goes backwards
+    user_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    agent: str | None = None
+    tags: list[str] = field(default_factory=list)
+    attributes: Attrs = field(default_factory=dict)
+    client_sdk: str | None = None
+    user_agent: str | None = None
+    skew_ns: int | None = None  # gateway clock minus client clock, least-latency estimate
+    seen_ids: set[str] = field(default_factory=set)
+    turn: TurnState | None = None
+    pending_speech: PendingSpeech | None = None
+    connection: OpenSpan | None = None
+    tools: dict[str, OpenSpan] = field(default_factory=dict)
+    root_events: list[SpanEvent] = field(default_factory=list)
+    turn_count: int = 0
+    interruption_count: int = 0
+    tool_call_count: int = 0
+    connection_count: int = 0
+    error_count: int = 0
+    usage_total: Usage = field(default_factory=Usage)
+    last_turn_usage: Usage | None = None
+    transcript: list[dict[str, str | int]] = field(default_factory=list)
+    ended: bool = False
+    end_reason: str | None = None
+    end_ns: int | None = None
+    ended_at_ns: int | None = None  # gateway clock, for how long the summary is kept
+    summary: dict[str, object] | None = None
+
+    def open_span_names(self) -> list[str]:
+        names = []
+        if self.connection:
+            names.append(self.connection.name)
+        if self.turn:
+            names.append(self.turn.span.name)
+            if self.turn.speech:
+                names.append(self.turn.speech.name)
+            if self.turn.inference:
+                names.append(self.turn.inference.name)
+        names.extend(t.name for t in self.tools.values())
+        return names

@@ -1,0 +1,79 @@
+"""Where session state lives, behind one interface.
+
+A store's one promise beyond get/put is ``mutate``: the function runs against
+the current state of one session with no other update of that session in
+between. In memory that is free (the event loop runs one handler at a time
+and ``mutate`` does not await inside); a shared store implements it with its
+own optimistic or locked transaction and may call the function more than once,
+so the function must only change the state it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from gateway.sessions.state import SessionState
+
+T = TypeVar("T")
+
+
+class SessionStore(Protocol):
+    async def create(self, state: SessionState) -> bool:
+        """Store a new session; False if the id is taken."""
+        ...
+
+    async def get(self, session_id: str) -> SessionState | None: ...
+
+    async def mutate(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
+        """Apply ``fn`` atomically to the session; None (fn not called) if there is no such session."""
+        ...
+
+    async def remove(self, session_id: str) -> None: ...
+
+    async def ids(self) -> list[str]: ...
+
+    async def expired(self, idle_before_ns: int, started_before_ns: int, ended_before_ns: int) -> list[str]:
+        """Sessions idle since before the first bound, started before the second, or ended before the third."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryStore:
+    """Process-local store: fastest, lost on restart, not shared between replicas."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, SessionState] = {}
+
+    async def create(self, state: SessionState) -> bool:
+        if state.session_id in self._sessions:
+            return False
+        self._sessions[state.session_id] = state
+        return True
+
+    async def get(self, session_id: str) -> SessionState | None:
+        return self._sessions.get(session_id)
+
+    async def mutate(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
+        state = self._sessions.get(session_id)
+        return None if state is None else fn(state)
+
+    async def remove(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    async def ids(self) -> list[str]:
+        return list(self._sessions)
+
+    async def expired(self, idle_before_ns: int, started_before_ns: int, ended_before_ns: int) -> list[str]:
+        out = []
+        for sid, s in self._sessions.items():
+            if s.ended:
+                if s.ended_at_ns is not None and s.ended_at_ns < ended_before_ns:
+                    out.append(sid)
+            elif s.last_activity_ns < idle_before_ns or s.start_ns < started_before_ns:
+                out.append(sid)
+        return out
+
+    async def close(self) -> None:
+        self._sessions.clear()
