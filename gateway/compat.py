@@ -21,6 +21,7 @@ from gateway.errors import FieldError, ValidationFailed
 from gateway.routes import bearer_token, read_json, service_of
 
 LEGACY_TYPES = ("turn_start", "turn_complete", "tool_call", "tool_result")
+_BAD_TIMESTAMP = FieldError("timestamp", "ms epoch or ISO 8601")
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -45,8 +46,8 @@ def _ms(value: Any) -> float | None:
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
         except ValueError:
-            raise ValidationFailed("timestamp is not a date", [FieldError("timestamp", "ms epoch or ISO 8601")]) from None
-    raise ValidationFailed("timestamp is not a date", [FieldError("timestamp", "ms epoch or ISO 8601")])
+            raise ValidationFailed("timestamp is not a date", [_BAD_TIMESTAMP]) from None
+    raise ValidationFailed("timestamp is not a date", [_BAD_TIMESTAMP])
 
 
 def legacy_to_events(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -119,7 +119,7 @@ def attach(
         log.warning("exporter %s uses a simple (synchronous) processor: exports block the request path", name)
         processor = SimpleSpanProcessor(wrapped)
     provider.add_span_processor(processor)
-    settings = {k: v for k, v in batch_settings.items() if v is not None}
+    settings: dict[str, object] = {k: v for k, v in batch_settings.items() if v is not None}
     return ExporterInfo(name, kind, endpoint_of(exporter), processor, settings)
 
 

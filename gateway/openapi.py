@@ -68,7 +68,7 @@ def openapi_document() -> dict[str, Any]:
     end = schemas["EndRequest"]
     end.setdefault("properties", {})["events"] = {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}
     end["properties"]["sent_at"] = {"type": "number"}
-    auth = [{"ingestToken": []}]
+    auth: list[dict[str, list[str]]] = [{"ingestToken": []}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Voice Trace Gateway", "version": __version__},

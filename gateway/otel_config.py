@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
+from urllib.parse import unquote
 
 from opentelemetry.configuration import ConfigurationError, OpenTelemetryConfiguration, load_config_file
 from opentelemetry.configuration._tracer_provider import _create_span_exporter
@@ -79,13 +80,13 @@ def _exporter_kind(exporter_config: Any) -> str:
     return next(iter(extra), "unknown")
 
 
-def _from_file(path: str, metrics: GatewayMetrics, overrides: dict[str, Any]) -> Telemetry:
+def _from_file(path: str, env: Mapping[str, str], metrics: GatewayMetrics, overrides: dict[str, Any]) -> Telemetry:
     try:
         config: OpenTelemetryConfiguration = load_config_file(path)
     except (ConfigurationError, TypeError) as exc:
         raise ConfigError(path, str(exc)) from None
     distribution = config.distribution or {}
-    settings = load_settings(distribution.get("voice_gateway"), **overrides)
+    settings = load_settings(distribution.get("voice_gateway"), env, **overrides)
     tp = config.tracer_provider
     resource = create_resource(config.resource)
     if not config.resource or SERVICE_NAME_KEY not in {a.name for a in (config.resource.attributes or [])}:
@@ -144,9 +145,13 @@ def _otlp_from_env(env: Mapping[str, str]) -> tuple[str, SpanExporter]:
 
 def _from_env(env: Mapping[str, str], metrics: GatewayMetrics, overrides: dict[str, Any]) -> Telemetry:
     settings = load_settings(None, env, **overrides)
-    attrs: dict[str, Any] = {"service.version": __version__}
-    if not env.get("OTEL_SERVICE_NAME") and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
-        attrs[SERVICE_NAME_KEY] = DEFAULT_SERVICE_NAME
+    attrs: dict[str, Any] = {"service.version": __version__, SERVICE_NAME_KEY: DEFAULT_SERVICE_NAME}
+    for pair in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip():
+            attrs[key.strip()] = unquote(value.strip())
+    if env.get("OTEL_SERVICE_NAME"):
+        attrs[SERVICE_NAME_KEY] = env["OTEL_SERVICE_NAME"]
     resource = Resource.create(attrs)
     disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
     # The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK itself.
@@ -186,5 +191,5 @@ def load_telemetry(
     metrics = metrics or GatewayMetrics()
     resolved = config_path(path, env)
     if resolved:
-        return _from_file(resolved, metrics, overrides)
+        return _from_file(resolved, env, metrics, overrides)
     return _from_env(env, metrics, overrides)

@@ -198,10 +198,7 @@ class SessionService:
                 return state.trace, state.summary
             if events:
                 self._apply(state, events, sent_at_ms, now, result, out)
-            if ts is not None:
-                t = min(int(ts * 1_000_000) + (state.skew_ns or 0), now)
-            else:
-                t = now
+            t = now if ts is None else min(int(ts * 1_000_000) + (state.skew_ns or 0), now)
             out.extend(self.machine.end(state, reason, t, **(root_attrs or {})))
             self._forget(state, now)
             ended_now = True

@@ -96,7 +96,8 @@ def load_settings(
             try:
                 values[key] = _coerce(key, env[var], getattr(defaults, key))
             except (TypeError, ValueError) as exc:
-                log.warning("ignoring %s=%r (%s); using %r", var, env[var], exc, values.get(key, getattr(defaults, key)))
+                fallback = values.get(key, getattr(defaults, key))
+                log.warning("ignoring %s=%r (%s); using %r", var, env[var], exc, fallback)
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(defaults, **values)
     if not settings.signing_key:

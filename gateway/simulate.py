@@ -78,7 +78,7 @@ def three_turn_session(start_ms: float, rng: random.Random | None = None, scale:
         script.batches.append((c.now, c.batch))
         c.batch = []
 
-    j = lambda lo, hi: rng.uniform(lo, hi)  # noqa: E731
+    j = rng.uniform
     c.emit("connection.open", 5, connection_id="conn-1")
     c.emit("connection.setup_complete", j(80, 200))
     flush()

@@ -18,13 +18,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import (
+    Link,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
     Status,
     StatusCode,
     TraceFlags,
-    Link,
     set_span_in_context,
 )
 from opentelemetry.trace.span import TraceState
@@ -94,7 +94,7 @@ class SpanEmitter:
         self._ids = PresetIdGenerator()
         self.sampler = SessionSampler(provider.sampler)
         # Both are read by get_tracer, so they must be in place before the tracer exists.
-        provider.id_generator = self._ids
+        provider.id_generator = self._ids  # type: ignore[assignment]  # the SDK annotates it too narrowly
         provider.sampler = self.sampler
         self._tracer = provider.get_tracer("voice-trace-gateway", __version__)
 

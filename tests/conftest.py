@@ -17,10 +17,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from otlp_sink import Collector, Sink, free_port  # noqa: E402
+from otlp_sink import Collector, Sink, free_port
 
-from gateway.sessions.machine import MachineOptions, SessionMachine  # noqa: E402
-from gateway.spans import SpanEmitter  # noqa: E402
+from gateway.sessions.machine import MachineOptions, SessionMachine
+from gateway.spans import SpanEmitter
 
 REPO = Path(__file__).resolve().parent.parent
 

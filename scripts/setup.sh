@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up everything the gateway and its tests need on a fresh Debian machine with Python 3.11+:
+# a virtualenv in .venv with the package and its test tools, and the Debian packages the tests drive.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[test]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+if [ "${1:-}" = "--with-test-system-packages" ]; then
+  missing=()
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+      echo "missing system packages: ${missing[*]} (install them with apt-get as root)" >&2
+      exit 1
+    fi
+  fi
+fi
