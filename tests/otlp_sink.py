@@ -63,8 +63,10 @@ class Sink:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.requests: list[dict[str, str]] = []
+        self.paths: list[str] = []
         self._cond = threading.Condition()
         self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -77,6 +79,7 @@ class Sink:
                     body = zlib.decompress(body)
                 req = ExportTraceServiceRequest()
                 req.ParseFromString(body)
+                sink.paths.append(self.path)
                 sink.add(req, {k.lower(): v for k, v in self.headers.items()})
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
@@ -126,6 +129,19 @@ class Sink:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class HungServer:
+    """Accepts connections (the kernel does, from the backlog) and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def rotel_binary() -> Path:

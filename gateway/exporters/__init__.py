@@ -1,0 +1,1 @@
+"""Span exporters the gateway registers under the ``opentelemetry_traces_exporter`` entry-point group."""
