@@ -11,6 +11,8 @@ from pathlib import Path
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
@@ -20,9 +22,11 @@ from gateway import compat, routes
 from gateway import semconv as sc
 from gateway.errors import RequestError
 from gateway.export import CountingBatchProcessor
+from gateway.limits import IngestGuard
 from gateway.metrics import GatewayMetrics
 from gateway.otel_config import Telemetry, load_telemetry
 from gateway.recent import RecentTraces
+from gateway.security import cors_origin_regex
 from gateway.service import SessionService
 from gateway.sessions.store import MemoryStore, SessionStore
 from gateway.spans import SpanEmitter
@@ -33,7 +37,8 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def problem_response(exc: RequestError, request: Request) -> Response:
-    return JSONResponse(exc.problem(request.url.path), status_code=exc.status, media_type=PROBLEM_JSON)
+    return JSONResponse(exc.problem(request.url.path), status_code=exc.status, media_type=PROBLEM_JSON,
+                        headers=exc.headers)
 
 
 async def sweep_forever(service: SessionService, interval_s: float) -> None:
@@ -101,13 +106,24 @@ def create_app(
                 "detail": "the gateway failed to handle this request; it has been logged"}
         return JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)
 
+    middleware = []
+    origin_regex = cors_origin_regex(settings.cors_origins)
+    if origin_regex:
+        # No credentials: the ingest token travels in a header or the query, never in cookies.
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origin_regex=origin_regex, allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "traceparent", "tracestate"],
+            allow_credentials=False, max_age=600,
+        ))
     app = Starlette(
         routes=[*routes.routes, *compat.routes,
                 Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={RequestError: request_error, HTTPException: http_error, Exception: unexpected},
     )
     app.state.service = service
+    app.state.guard = IngestGuard(settings)
     app.state.telemetry = telemetry
     app.state.recent = recent
     app.state.ready = False

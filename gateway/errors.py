@@ -8,8 +8,10 @@
         ├── Unauthorized       401: no ingest token, or one that does not verify
         ├── Forbidden          403: a valid token for another session
         ├── NotFound           404: no such session
-        ├── Conflict           409: a client-chosen session id already in use
-        └── PayloadTooLarge    413: body over the configured limit
+        ├── Conflict           409: a client-chosen session id already in use, or a session that ended
+        ├── PayloadTooLarge    413: body or batch over the configured limit
+        ├── TooManyRequests    429: a rate limit; carries Retry-After
+        └── Overloaded         503: the process holds as many sessions as it may; carries Retry-After
 
 Every RequestError renders as RFC 9457 problem+json through ``problem()``; an
 exporter never raises, so there is no export branch here.
@@ -17,6 +19,7 @@ exporter never raises, so there is no export branch here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -53,6 +56,10 @@ class RequestError(GatewayError):
         self.detail = detail
         self.errors = errors or []
         super().__init__(detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
 
     @property
     def reason(self) -> str:
@@ -111,3 +118,25 @@ class PayloadTooLarge(RequestError):
     status = 413
     title = "Payload too large"
     slug = "payload-too-large"
+
+
+class _Retryable(RequestError):
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class TooManyRequests(_Retryable):
+    status = 429
+    title = "Too many requests"
+    slug = "rate-limited"
+
+
+class Overloaded(_Retryable):
+    status = 503
+    title = "Service unavailable"
+    slug = "overloaded"

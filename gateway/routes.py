@@ -12,12 +12,23 @@ from starlette.routing import Route
 
 from gateway import events as ev
 from gateway.errors import BadRequest, FieldError, PayloadTooLarge, ValidationFailed
+from gateway.limits import IngestGuard
 from gateway.service import SessionService, body_events
 
 
 def service_of(request: Request) -> SessionService:
     service: SessionService = request.app.state.service
     return service
+
+
+def guard_of(request: Request) -> IngestGuard:
+    guard: IngestGuard = request.app.state.guard
+    return guard
+
+
+def client_of(request: Request) -> str:
+    peer = request.client.host if request.client else None
+    return guard_of(request).client(peer, request.headers.get("x-forwarded-for"))
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -38,12 +49,12 @@ async def read_json(request: Request, limit: int) -> Any:
         raise BadRequest(f"the body is not valid JSON: {exc}", [FieldError("", "invalid JSON")]) from None
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: Request, query: bool = True) -> str | None:
     auth = request.headers.get("authorization", "")
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.query_params.get("token")
+    return request.query_params.get("token") if query else None
 
 
 def authorize(request: Request, session_id: str) -> None:
@@ -52,6 +63,8 @@ def authorize(request: Request, session_id: str) -> None:
 
 async def create_session(request: Request) -> Response:
     service = service_of(request)
+    service.api_keys.check(bearer_token(request, query=False))
+    guard_of(request).session_created(client_of(request))
     body = await read_json(request, service.settings.max_body_bytes)
     req = ev.parse_model(ev.SessionCreate, body if body is not None else {})
     created = await service.start(req, request.headers.get("traceparent"))
@@ -64,6 +77,7 @@ async def post_events(request: Request) -> Response:
     service = service_of(request)
     body = await read_json(request, service.settings.max_body_bytes)
     events, sent_at, prefix = body_events(body)
+    guard_of(request).events(client_of(request), session_id, len(events))
     result = await service.ingest(session_id, events, sent_at, prefix)
     return JSONResponse(result.to_json(), status_code=202)
 
@@ -80,6 +94,8 @@ async def end_session(request: Request) -> Response:
     raw_events, sent_at = body.get("events") or [], body.get("sent_at")
     if not isinstance(raw_events, list):
         raise ValidationFailed("'events' must be a list", [FieldError("events", "must be a list")])
+    if raw_events:
+        guard_of(request).events(client_of(request), session_id, len(raw_events))
     if sent_at is not None and (isinstance(sent_at, bool) or not isinstance(sent_at, int | float)):
         raise ValidationFailed("'sent_at' must be a number", [FieldError("sent_at", "must be ms since the epoch")])
     ts = req.ts.timestamp() * 1000 if req.ts is not None and not isinstance(req.ts, float) else req.ts

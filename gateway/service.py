@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +22,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from gateway import events as ev
 from gateway import semconv as sc
-from gateway.errors import Conflict, FieldError, NotFound, RequestError, ValidationFailed
+from gateway.errors import Conflict, FieldError, NotFound, Overloaded, RequestError, ValidationFailed
 from gateway.metrics import GatewayMetrics
-from gateway.security import TokenSigner
+from gateway.redact import Redactor
+from gateway.security import ApiKeys, TokenSigner
 from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns, summarize
 from gateway.sessions.state import FinishedSpan, SessionState, TraceRef, new_span_id, new_trace_id
 from gateway.sessions.store import SessionStore
@@ -45,7 +47,9 @@ def parse_traceparent(header: str | None) -> SpanContext | None:
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
+    limited: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    accepted_types: Counter[str] = field(default_factory=Counter)
 
     def to_json(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
@@ -65,12 +69,24 @@ class SessionService:
         self.emitter = emitter
         self.metrics = metrics
         self.clock = clock
-        self.signer = TokenSigner(settings.signing_key, settings.effective_token_ttl_s)
-        self.machine = SessionMachine(MachineOptions(capture_content=settings.capture_content))
+        self.signer = TokenSigner(settings.signing_key, settings.effective_token_ttl_s, settings.previous_signing_keys)
+        self.api_keys = ApiKeys(settings.api_keys)
+        self.open_sessions = 0
+        self.machine = SessionMachine(MachineOptions(
+            transcripts=settings.captures("transcripts"),
+            tool_arguments=settings.captures("tool_arguments"),
+            tool_results=settings.captures("tool_results"),
+            redactor=Redactor(settings.redact, settings.redact_patterns),
+            max_attribute_length=settings.max_attribute_length,
+        ))
 
     # -- start ----------------------------------------------------------------------------------------
 
     async def start(self, req: ev.SessionCreate, traceparent: str | None) -> dict[str, Any]:
+        if self.open_sessions >= self.settings.max_open_sessions:
+            self.metrics.events_rejected.labels("too_many_sessions").inc()
+            raise Overloaded(f"this gateway holds {self.open_sessions} open sessions, its limit; retry shortly",
+                             retry_after_s=max(1.0, self.settings.sweep_interval_s))
         now = self.clock()
         parent = parse_traceparent(traceparent)
         trace_id = f"{parent.trace_id:032x}" if parent else new_trace_id()
@@ -95,6 +111,7 @@ class SessionService:
         if not await self.store.create(state):
             raise Conflict(f"session {state.session_id!r} already exists",
                            [FieldError("session_id", "already in use")])
+        self.open_sessions += 1
         self.metrics.sessions_started.inc()
         self.metrics.sessions_active.inc()
         if not sampled:
@@ -114,7 +131,9 @@ class SessionService:
 
     # -- ingest ---------------------------------------------------------------------------------------
 
-    def _validate(self, raw_events: Sequence[object], prefix: str, result: IngestResult) -> list[ev.Event]:
+    def _validate(
+        self, raw_events: Sequence[object], prefix: str, result: IngestResult
+    ) -> list[tuple[int, ev.Event]]:
         valid: list[tuple[int, ev.Event]] = []
         for index, raw in enumerate(raw_events):
             try:
@@ -125,9 +144,9 @@ class SessionService:
         # Client order: by seq when every event has one, else as sent.
         if all(e.seq is not None for _, e in valid):
             valid.sort(key=lambda item: (item[1].seq or 0, item[0]))
-        return [e for _, e in valid]
+        return valid
 
-    def _apply(self, state: SessionState, events: list[ev.Event], sent_at_ms: float | None, now: int,
+    def _apply(self, state: SessionState, events: list[tuple[int, ev.Event]], sent_at_ms: float | None, now: int,
                result: IngestResult, out: list[FinishedSpan]) -> None:
         if state.ended:
             raise Conflict(f"session {state.session_id!r} has ended; events are no longer accepted")
@@ -136,13 +155,25 @@ class SessionService:
             # receive minus send is clock offset plus network latency: the smallest seen is the best estimate.
             offset = now - int(sent_at_ms * 1_000_000)
             state.skew_ns = offset if state.skew_ns is None else min(state.skew_ns, offset)
-        for event in events:
+        limits = self.settings
+        for index, event in events:
             if event.id in state.seen_ids:
                 result.duplicates += 1
                 continue
+            refusal = None
+            if state.event_count >= limits.max_events_per_session:
+                refusal = f"the session reached its limit of {limits.max_events_per_session} events"
+            elif event.type == "tool.call" and len(state.tools) >= limits.max_open_tools_per_session:
+                refusal = f"the session has {len(state.tools)} open tool calls, its limit"
+            if refusal is not None:
+                result.rejected.append({"index": index, "errors": [{"path": "", "message": refusal}]})
+                result.limited += 1
+                continue
             state.seen_ids.add(event.id)
+            state.event_count += 1
             out.extend(self.machine.apply(state, event, event_time_ns(state, event, now)))
             result.accepted += 1
+            result.accepted_types[event.type] += 1
 
     async def ingest(
         self, session_id: str, raw_events: Sequence[object], sent_at_ms: float | None, prefix: str = "events"
@@ -152,8 +183,12 @@ class SessionService:
         now = self.clock()
         out: list[FinishedSpan] = []
 
+        invalid = list(result.rejected)
+
         def apply(state: SessionState) -> TraceRef:
-            result.accepted, result.duplicates = 0, 0  # a store may retry the mutation
+            # A store may retry the mutation: start each attempt from the validation result.
+            result.accepted, result.duplicates, result.limited, result.rejected = 0, 0, 0, list(invalid)
+            result.accepted_types.clear()
             out.clear()
             self._apply(state, events, sent_at_ms, now, result, out)
             return state.trace
@@ -162,10 +197,15 @@ class SessionService:
         if trace is None:
             raise NotFound(f"no session {session_id!r}")
         self._emit(trace, out)
-        self.metrics.events_duplicate.inc(result.duplicates)
-        for event in events:
-            self.metrics.events_accepted.labels(event.type).inc()
+        self._count(result)
         return result
+
+    def _count(self, result: IngestResult) -> None:
+        self.metrics.events_duplicate.inc(result.duplicates)
+        if result.limited:
+            self.metrics.events_rejected.labels("session_limit").inc(result.limited)
+        for kind, count in result.accepted_types.items():
+            self.metrics.events_accepted.labels(kind).inc(count)
 
     def _emit(self, trace: TraceRef, spans: list[FinishedSpan]) -> None:
         if spans:
@@ -210,6 +250,7 @@ class SessionService:
             raise NotFound(f"no session {session_id!r}")
         trace, summary = found
         self._emit(trace, out)
+        self._count(result)
         if ended_now:
             self._ended(summary, reason)
         return summary, result
@@ -223,6 +264,7 @@ class SessionService:
         state.tools = {}
 
     def _ended(self, summary: dict[str, Any], reason: str) -> None:
+        self.open_sessions -= 1
         self.metrics.sessions_active.dec()
         self.metrics.sessions_ended.labels(reason).inc()
         log.info(

@@ -7,8 +7,10 @@ the OTel SDK does for its own variables.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -29,12 +31,35 @@ class GatewaySettings:
     ended_retention_s: float = 600.0
     sweep_interval_s: float = 5.0
     signing_key: str = ""
+    # Keys still accepted for tokens signed before a rotation; never used to sign.
+    previous_signing_keys: tuple[str, ...] = ()
     token_ttl_s: float = 0.0  # 0: max duration plus ten minutes
-    capture_content: bool = False
+    # Session creation needs one of these as a bearer token when any is set; open otherwise.
+    api_keys: tuple[str, ...] = ()
+    # Browser origins allowed to call the API: exact origins or https://*.example.com; none by default.
+    cors_origins: tuple[str, ...] = ()
+    # Peers whose X-Forwarded-For is believed (addresses or CIDR ranges).
+    trusted_proxies: tuple[str, ...] = ()
+    # Which content is recorded: transcripts, tool_arguments, tool_results ("all" / true, or none).
+    capture_content: tuple[str, ...] = ()
+    # Built-in redactions applied to captured content (email, phone, card), plus extra regexes.
+    redact: tuple[str, ...] = ("email", "phone", "card")
+    redact_patterns: tuple[str, ...] = ()
     recent_sessions: int = 100
     shutdown_grace_s: float = 10.0
     max_body_bytes: int = 64 * 1024  # the sendBeacon limit
+    max_events_per_request: int = 500
+    max_events_per_session: int = 50_000
+    max_open_tools_per_session: int = 128
+    max_open_sessions: int = 10_000
+    max_attribute_length: int = 8192
+    session_create_rate_per_client: float = 5.0  # per second, with a burst of ten times that
+    event_rate_per_session: float = 100.0
+    event_rate_per_client: float = 1000.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def captures(self, kind: str) -> bool:
+        return kind in self.capture_content
 
     @property
     def signing_key_generated(self) -> bool:
@@ -48,7 +73,28 @@ class GatewaySettings:
 _ENV = {f.name: f"VTG_{f.name.upper()}" for f in fields(GatewaySettings) if f.name != "extra"}
 
 
+CONTENT_KINDS = ("transcripts", "tool_arguments", "tool_results")
+
+
 def _coerce(name: str, raw: Any, default: Any) -> Any:
+    if name == "capture_content":
+        return _content_kinds(raw)
+    if isinstance(default, tuple):
+        if isinstance(raw, str):
+            # Regexes may hold commas: the env form of redact_patterns is a JSON list.
+            if name == "redact_patterns":
+                parsed = json.loads(raw) if raw.strip() else []
+                if not isinstance(parsed, list):
+                    raise ValueError("expected a JSON list of regular expressions")
+                raw = parsed
+            else:
+                raw = [part.strip() for part in raw.split(",") if part.strip()]
+        if not isinstance(raw, list | tuple) or not all(isinstance(x, str) for x in raw):
+            raise ValueError("expected a list of strings")
+        if name == "redact_patterns":
+            for pattern in raw:
+                re.compile(pattern)
+        return tuple(raw)
     if isinstance(default, bool):
         if isinstance(raw, bool):
             return raw
@@ -75,6 +121,21 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
     return raw
 
 
+def _content_kinds(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, bool):
+        return CONTENT_KINDS if raw else ()
+    items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+    kinds = [str(x).strip().lower() for x in items if str(x).strip()]
+    if kinds in (["true"], ["all"], ["1"], ["yes"]):
+        return CONTENT_KINDS
+    if kinds in (["false"], ["none"], ["0"], ["no"]):
+        return ()
+    unknown = [k for k in kinds if k not in CONTENT_KINDS]
+    if unknown:
+        raise ValueError(f"unknown content kind(s) {unknown}; expected all, none or {', '.join(CONTENT_KINDS)}")
+    return tuple(kinds)
+
+
 def load_settings(
     file_section: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
@@ -89,17 +150,19 @@ def load_settings(
             raise ConfigError(f"{FILE_PREFIX}.{key}", f"unknown setting (known: {', '.join(sorted(known))})")
         try:
             values[key] = _coerce(key, raw, getattr(defaults, key))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, re.error) as exc:
             raise ConfigError(f"{FILE_PREFIX}.{key}", f"{exc}: {raw!r}") from None
     for key, var in _ENV.items():
         if var in env:
             try:
                 values[key] = _coerce(key, env[var], getattr(defaults, key))
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, re.error) as exc:
                 fallback = values.get(key, getattr(defaults, key))
                 log.warning("ignoring %s=%r (%s); using %r", var, env[var], exc, fallback)
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(defaults, **values)
+    if settings.signing_key and len(settings.signing_key.encode()) < 32:
+        log.warning("the signing key is shorter than 32 bytes; HS256 wants at least that much")
     if not settings.signing_key:
         log.warning(
             "no signing key configured (VTG_SIGNING_KEY): using a random key for this process; "

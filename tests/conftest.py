@@ -48,7 +48,7 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def machine() -> SessionMachine:
-    return SessionMachine(MachineOptions(capture_content=True))
+    return SessionMachine(MachineOptions.capture_all())
 
 
 @pytest.fixture

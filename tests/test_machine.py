@@ -212,7 +212,7 @@ def test_a_second_connection_open_ends_the_first_as_replaced(machine: SessionMac
 
 
 def test_content_is_not_captured_unless_enabled(recorder: Recorder) -> None:
-    r = Run(SessionMachine(MachineOptions(capture_content=False)), recorder)
+    r = Run(SessionMachine(MachineOptions()), recorder)
     r.send("user.transcript", text="my secret")
     r.send("tool.call", call_id="a", name="x", arguments={"card": "4111"})
     r.send("tool.result", call_id="a", result="ok")

@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway import events as ev
 from gateway import semconv as sc
+from gateway.redact import truncate
 from gateway.sessions.state import (
     Attrs,
     FinishedSpan,
@@ -41,7 +42,15 @@ MAX_TEXT_CHARS = 16_384
 
 @dataclass(frozen=True, slots=True)
 class MachineOptions:
-    capture_content: bool = False
+    transcripts: bool = False
+    tool_arguments: bool = False
+    tool_results: bool = False
+    redactor: Callable[[str], str] | None = None
+    max_attribute_length: int = 8192
+
+    @classmethod
+    def capture_all(cls, **kwargs: Any) -> MachineOptions:
+        return cls(transcripts=True, tool_arguments=True, tool_results=True, **kwargs)
 
 
 def event_time_ns(state: SessionState, event: ev.Event, received_ns: int) -> int:
@@ -61,16 +70,12 @@ def _json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _messages(role: str, texts: list[str], finish_reason: str | None = None) -> str:
-    message: dict[str, Any] = {"role": role, "parts": [{"type": "text", "content": "".join(texts)}]}
-    if finish_reason:
-        message["finish_reason"] = finish_reason
-    return json.dumps([message], separators=(",", ":"))
 
 
 class SessionMachine:
     def __init__(self, options: MachineOptions) -> None:
         self.options = options
+        self._redact = options.redactor or (lambda text: text)
         self._handlers: dict[str, Callable[[SessionState, Any, int, list[FinishedSpan]], None]] = {
             "connection.open": self._connection_open,
             "connection.setup_complete": self._connection_event,
@@ -201,7 +206,7 @@ class SessionMachine:
     def _close_turn(self, state: SessionState, t: int, reason: str, out: list[FinishedSpan]) -> None:
         turn = state.turn
         assert turn is not None
-        capture = self.options.capture_content
+        capture = self.options.transcripts
         if turn.speech is not None:
             out.append(self._finish(state, turn.speech, t))
         if turn.inference is not None:
@@ -214,23 +219,39 @@ class SessionMachine:
                 inf.attributes.update(turn.usage.span_attributes())
                 inf.attributes[sc.VOICE_USAGE_REPORTS] = turn.usage_reports
             if capture and turn.user_text:
-                inf.attributes[sc.GEN_AI_INPUT_MESSAGES] = _messages("user", turn.user_text)
+                inf.attributes[sc.GEN_AI_INPUT_MESSAGES] = self._messages("user", turn.user_text)
             if capture and turn.model_text:
-                inf.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = _messages("assistant", turn.model_text)
+                inf.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self._messages("assistant", turn.model_text)
             out.append(self._finish(state, inf, t))
         span = turn.span
         span.attributes[sc.GEN_AI_AGENT_INVOCATION_END_REASON] = reason
         if capture and turn.user_text:
-            span.attributes[sc.GEN_AI_INPUT_MESSAGES] = _messages("user", turn.user_text)
-            state.transcript.append({"turn": turn.number, "role": "user", "text": "".join(turn.user_text)})
+            span.attributes[sc.GEN_AI_INPUT_MESSAGES] = self._messages("user", turn.user_text)
+            user_line = self._redact("".join(turn.user_text))
+            state.transcript.append({"turn": turn.number, "role": "user", "text": user_line})
         if capture and turn.model_text:
-            span.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = _messages("assistant", turn.model_text)
-            state.transcript.append({"turn": turn.number, "role": "assistant", "text": "".join(turn.model_text)})
+            span.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self._messages("assistant", turn.model_text)
+            state.transcript.append(
+                {"turn": turn.number, "role": "assistant", "text": self._redact("".join(turn.model_text))})
         if turn.usage is not None:
             state.usage_total = state.usage_total + turn.usage
             state.last_turn_usage = turn.usage
         out.append(self._finish(state, span, t))
         state.turn = None
+
+    def _messages(self, role: str, texts: list[str]) -> str:
+        content = self._redact("".join(texts))
+        limit = self.options.max_attribute_length
+        if limit and len(content) > limit - 64:  # the JSON around it must stay valid, so cut the text itself
+            content = truncate(content, limit - 64)
+        return json.dumps([{"role": role, "parts": [{"type": "text", "content": content}]}], separators=(",", ":"))
+
+    def _content(self, value: Any) -> str:
+        """Captured content as it may leave the gateway: redacted, then cut to the attribute limit."""
+        return truncate(self._redact(_json(value)), self.options.max_attribute_length)
+
+    def _text(self, value: str) -> str:
+        return truncate(value, self.options.max_attribute_length)
 
     def _append_text(self, texts: list[str], text: str) -> None:
         if sum(map(len, texts)) < MAX_TEXT_CHARS:
@@ -409,8 +430,8 @@ class SessionMachine:
             sc.GEN_AI_TOOL_TYPE: "function",
             sc.VOICE_TURN_NUMBER: turn.number,
         }
-        if self.options.capture_content and e.arguments is not None:
-            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = _json(e.arguments)
+        if self.options.tool_arguments and e.arguments is not None:
+            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = self._content(e.arguments)
         # Tools may outlive their turn (a result after a barge-in): they end at their own result.
         state.tools[e.call_id] = self._open(f"{sc.SPAN_TOOL} {e.name}", turn.span.span_id, t, attrs)
 
@@ -420,13 +441,13 @@ class SessionMachine:
             return
         error = None
         if e.error is not None and e.error is not False:
-            error = e.error if isinstance(e.error, str) else _json(e.error)
+            error = self._text(e.error if isinstance(e.error, str) else _json(e.error))
             tool.attributes[sc.ERROR_TYPE] = "tool_error"
             tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_ERROR
         else:
             tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_COMPLETED
-        if self.options.capture_content and e.result is not None:
-            tool.attributes[sc.GEN_AI_TOOL_CALL_RESULT] = _json(e.result)
+        if self.options.tool_results and e.result is not None:
+            tool.attributes[sc.GEN_AI_TOOL_CALL_RESULT] = self._content(e.result)
         out.append(self._finish(state, tool, t, error))
 
     def _tool_cancel(self, state: SessionState, e: ev.ToolCancel, t: int, out: list[FinishedSpan]) -> None:
@@ -442,7 +463,7 @@ class SessionMachine:
         state.error_count += 1
         attrs: Attrs = {sc.EXCEPTION_TYPE: e.error_type}
         if e.message:
-            attrs[sc.EXCEPTION_MESSAGE] = e.message
+            attrs[sc.EXCEPTION_MESSAGE] = self._text(e.message)
         if state.turn is not None:
             attrs[sc.VOICE_TURN_NUMBER] = state.turn.number
         self._root_event(state, SpanEvent(sc.EVENT_EXCEPTION, t, attrs))
@@ -481,8 +502,14 @@ class SessionMachine:
             sc.VOICE_SESSION_ERROR_COUNT: state.error_count,
         })
         attrs.update(state.usage_total.span_attributes())
-        if self.options.capture_content and state.transcript:
-            attrs[sc.VOICE_SESSION_TRANSCRIPT] = json.dumps(state.transcript, separators=(",", ":"))
+        if self.options.transcripts and state.transcript:
+            # Whole lines are dropped from the end rather than cutting the JSON.
+            lines = list(state.transcript)
+            text = json.dumps(lines, separators=(",", ":"))
+            while lines and self.options.max_attribute_length and len(text) > self.options.max_attribute_length:
+                lines.pop()
+                text = json.dumps([*lines, {"truncated": True}], separators=(",", ":"))
+            attrs[sc.VOICE_SESSION_TRANSCRIPT] = text
         attrs.update(extra)
         error = f"session ended: {reason}" if reason == sc.END_ERROR else None
         return FinishedSpan(

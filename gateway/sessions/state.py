@@ -113,6 +113,7 @@ class SessionState:
     user_agent: str | None = None
     skew_ns: int | None = None  # gateway clock minus client clock, least-latency estimate
     seen_ids: set[str] = field(default_factory=set)
+    event_count: int = 0
     turn: TurnState | None = None
     pending_speech: PendingSpeech | None = None
     connection: OpenSpan | None = None

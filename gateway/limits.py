@@ -1,0 +1,73 @@
+"""Rate limits: token buckets keyed by session or client address, in process memory.
+
+A flood is answered with 429 and the time after which a retry would pass;
+the buckets themselves are bounded so that a flood of distinct keys cannot
+grow memory without limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from gateway.errors import PayloadTooLarge, TooManyRequests
+from gateway.security import ClientAddress
+from gateway.settings import GatewaySettings
+
+
+class RateLimiter:
+    def __init__(self, rate_per_s: float, burst: float, max_keys: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate_per_s
+        self.burst = max(burst, 1.0)
+        self._max_keys = max_keys
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+
+    def acquire(self, key: str, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens; returns 0 when allowed, else the seconds until it would be."""
+        if self.rate <= 0:
+            return 0.0
+        now = self._clock()
+        tokens, at = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        cost = min(cost, self.burst)  # a batch larger than the burst still passes once the bucket is full
+        if tokens >= cost:
+            tokens -= cost
+            wait = 0.0
+        else:
+            wait = (cost - tokens) / self.rate
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self._max_keys:
+            self._buckets.popitem(last=False)  # the least recently used key: a full bucket by now, most likely
+        return wait
+
+
+class IngestGuard:
+    """The per-request limits of the HTTP API, in one place for the handlers to ask."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.addresses = ClientAddress(settings.trusted_proxies)
+        rate = settings.session_create_rate_per_client
+        self.creates = RateLimiter(rate, rate * 10)
+        self.session_events = RateLimiter(settings.event_rate_per_session, settings.event_rate_per_session * 10)
+        self.client_events = RateLimiter(settings.event_rate_per_client, settings.event_rate_per_client * 10)
+
+    def client(self, peer: str | None, forwarded_for: str | None) -> str:
+        return self.addresses.resolve(peer, forwarded_for)
+
+    def session_created(self, client: str) -> None:
+        wait = self.creates.acquire(client)
+        if wait:
+            raise TooManyRequests("too many sessions started from this address; slow down", wait)
+
+    def events(self, client: str, session_id: str, count: int) -> None:
+        if count > self.settings.max_events_per_request:
+            raise PayloadTooLarge(
+                f"{count} events in one request; the limit is {self.settings.max_events_per_request}"
+            )
+        wait = max(self.session_events.acquire(session_id, count), self.client_events.acquire(client, count))
+        if wait:
+            raise TooManyRequests("event rate limit reached; retry after the indicated delay", wait)
