@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from gateway import compat, routes
 from gateway import semconv as sc
 from gateway.errors import RequestError
-from gateway.export import CountingBatchProcessor
+from gateway.export_queue import RetryingBatchProcessor
 from gateway.limits import IngestGuard
 from gateway.metrics import GatewayMetrics
 from gateway.otel_config import Telemetry, load_telemetry
@@ -62,7 +62,7 @@ def create_app(
     recent = RecentTraces(settings.recent_sessions)
     telemetry.provider.add_span_processor(recent)
     for info in telemetry.exporters:
-        if isinstance(info.processor, CountingBatchProcessor):
+        if isinstance(info.processor, RetryingBatchProcessor):
             metrics.queue_depth.labels(info.name).set_function(info.processor.queue_depth)
     emitter = SpanEmitter(telemetry.provider)
     if telemetry.disabled:

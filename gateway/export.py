@@ -2,8 +2,9 @@
 
 Each exporter sits behind its own batch processor (queue + worker thread), so
 a slow or failing backend never delays another backend nor an HTTP response.
-The exporter is wrapped to count what it delivers, fails and drops; the
-wrapper never lets an exception out of ``export()``.
+The exporter is wrapped to count what it delivers and fails; the wrapper
+never lets an exception out of ``export()``. The queue (``export_queue``)
+retries through outages and counts what it drops.
 """
 
 from __future__ import annotations
@@ -11,19 +12,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SimpleSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-)
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
+from gateway.export_queue import RetryingBatchProcessor
 from gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("gateway.export")
+
+
+def _otlp_http_client(exporter: SpanExporter) -> Any:
+    """The stock OTLP/HTTP client inside an exporter (or inside a wrapping one such as Langfuse's), if any."""
+    for candidate in (exporter, getattr(exporter, "_delegate", None)):
+        client = getattr(candidate, "_client", None)
+        if client is not None and callable(getattr(client, "export", None)):
+            return client
+    return None
 
 
 class InstrumentedExporter(SpanExporter):
@@ -31,8 +38,21 @@ class InstrumentedExporter(SpanExporter):
         self.name = name
         self.inner = inner
         self._metrics = metrics
+        # The HTTP status of the last failed attempt: the queue retries only what OTLP calls transient.
+        self.last_status: int | None = None
+        client = _otlp_http_client(inner)
+        if client is not None:
+            send = client.export
+
+            def recording_send(data: bytes) -> Any:
+                result = send(data)
+                self.last_status = getattr(result, "status_code", None)
+                return result
+
+            client.export = recording_send
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.last_status = None
         started = time.perf_counter()
         try:
             result = self.inner.export(spans)
@@ -55,25 +75,6 @@ class InstrumentedExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         flush = getattr(self.inner, "force_flush", None)
         return bool(flush(timeout_millis)) if flush is not None else True
-
-
-class CountingBatchProcessor(BatchSpanProcessor):
-    """The stock batch processor drops silently when its queue is full; this one counts each drop."""
-
-    def __init__(self, exporter: InstrumentedExporter, metrics: GatewayMetrics, **kwargs: int | None) -> None:
-        super().__init__(exporter, **kwargs)  # type: ignore[arg-type]
-        self.name = exporter.name
-        self._metrics = metrics
-        self._max_queue = int(getattr(self._batch_processor, "_max_queue_size", 0))
-
-    def queue_depth(self) -> int:
-        queue = getattr(self._batch_processor, "_queue", None)
-        return len(queue) if queue is not None else 0
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self._max_queue and self.queue_depth() >= self._max_queue:
-            self._metrics.spans_dropped.labels(self.name).inc()
-        super().on_end(span)
 
 
 @dataclass
@@ -101,25 +102,42 @@ def endpoint_of(exporter: SpanExporter) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class BatchSettings:
+    max_queue_size: int | None = None
+    max_export_batch_size: int | None = None
+    schedule_delay_millis: int | None = None
+    export_timeout_millis: int | None = None
+    retry_max_elapsed_s: float = 600.0
+    retry_max_backoff_s: float = 30.0
+
+
 def attach(
     provider: TracerProvider,
     kind: str,
     exporter: SpanExporter,
     metrics: GatewayMetrics,
-    batch: bool = True,
-    **batch_settings: int | None,
+    batch: BatchSettings | None = None,
 ) -> ExporterInfo:
-    """Put one exporter behind its own processor on the provider."""
+    """Put one exporter behind its own processor on the provider (``batch=None``: a synchronous one)."""
     name = kind
     wrapped = InstrumentedExporter(name, exporter, metrics)
     processor: SpanProcessor
-    if batch:
-        processor = CountingBatchProcessor(wrapped, metrics, **batch_settings)
+    if batch is not None:
+        processor = RetryingBatchProcessor(
+            wrapped, name, metrics,
+            max_queue_size=batch.max_queue_size,
+            max_export_batch_size=batch.max_export_batch_size,
+            schedule_delay_millis=batch.schedule_delay_millis,
+            retry_max_elapsed_s=batch.retry_max_elapsed_s,
+            retry_max_s=batch.retry_max_backoff_s,
+        )
+        settings: dict[str, object] = {k: v for k, v in asdict(batch).items() if v is not None}
     else:
         log.warning("exporter %s uses a simple (synchronous) processor: exports block the request path", name)
         processor = SimpleSpanProcessor(wrapped)
+        settings = {"processor": "simple"}
     provider.add_span_processor(processor)
-    settings: dict[str, object] = {k: v for k, v in batch_settings.items() if v is not None}
     return ExporterInfo(name, kind, endpoint_of(exporter), processor, settings)
 
 
@@ -132,9 +150,8 @@ def unique_names(infos: list[ExporterInfo]) -> None:
         if n:
             info.name = f"{info.kind}_{n + 1}"
             processor = info.processor
-            if isinstance(processor, CountingBatchProcessor):
+            if isinstance(processor, RetryingBatchProcessor):
                 processor.name = info.name
-            exporter = getattr(getattr(processor, "_batch_processor", None), "_exporter", None)
-            exporter = exporter or getattr(processor, "span_exporter", None)
+            exporter = getattr(processor, "exporter", None) or getattr(processor, "span_exporter", None)
             if isinstance(exporter, InstrumentedExporter):
                 exporter.name = info.name

@@ -30,7 +30,11 @@ class GatewayMetrics:
             "vtg_spans_failed", "Spans in export calls that failed", ["exporter"], registry=r
         )
         self.spans_dropped = Counter(
-            "vtg_spans_dropped", "Spans dropped before export (queue full)", ["exporter"], registry=r
+            "vtg_spans_dropped", "Spans dropped: queue full, retries exhausted, or refused for good", ["exporter"],
+            registry=r,
+        )
+        self.export_retries = Counter(
+            "vtg_export_retries", "Export attempts repeated after a failure", ["exporter"], registry=r
         )
         self.export_latency = Histogram(
             "vtg_export_duration_seconds", "Duration of one export call", ["exporter"], registry=r,

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from gateway import __version__
 from gateway.errors import ConfigError
-from gateway.export import ExporterInfo, attach, unique_names
+from gateway.export import BatchSettings, ExporterInfo, attach, unique_names
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings, load_settings
 
@@ -117,11 +117,13 @@ def _from_file(path: str, env: Mapping[str, str], metrics: GatewayMetrics, overr
             raise ConfigError(f"{key}.exporter.{kind}", str(exc)) from None
         if processor.batch is not None:
             b = processor.batch
-            infos.append(attach(provider, kind, exporter, metrics, schedule_delay_millis=b.schedule_delay,
-                                max_queue_size=b.max_queue_size, max_export_batch_size=b.max_export_batch_size,
-                                export_timeout_millis=b.export_timeout))
+            infos.append(attach(provider, kind, exporter, metrics, BatchSettings(
+                max_queue_size=b.max_queue_size, max_export_batch_size=b.max_export_batch_size,
+                schedule_delay_millis=b.schedule_delay, export_timeout_millis=b.export_timeout,
+                retry_max_elapsed_s=settings.export_retry_max_elapsed_s,
+                retry_max_backoff_s=settings.export_retry_max_backoff_s)))
         else:
-            infos.append(attach(provider, kind, exporter, metrics, batch=False))
+            infos.append(attach(provider, kind, exporter, metrics, batch=None))
     unique_names(infos)
     return Telemetry(provider, infos, settings, f"file:{path}")
 
@@ -143,6 +145,31 @@ def _otlp_from_env(env: Mapping[str, str]) -> tuple[str, SpanExporter]:
     return "otlp_http", HttpExporter()
 
 
+_BSP_ENV = {
+    "OTEL_BSP_SCHEDULE_DELAY": "schedule_delay_millis",
+    "OTEL_BSP_MAX_QUEUE_SIZE": "max_queue_size",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "max_export_batch_size",
+    "OTEL_BSP_EXPORT_TIMEOUT": "export_timeout_millis",
+}
+
+
+def _bsp_from_env(env: Mapping[str, str]) -> dict[str, int]:
+    """The standard batch-processor variables, applied to the gateway's own queue."""
+    out: dict[str, int] = {}
+    for var, arg in _BSP_ENV.items():
+        raw = env.get(var)
+        if raw is None:
+            continue
+        try:
+            value = int(raw)
+            if value < 0:
+                raise ValueError
+            out[arg] = value
+        except ValueError:
+            log.warning("ignoring %s=%r: expected a non-negative integer", var, raw)
+    return out
+
+
 def _from_env(env: Mapping[str, str], metrics: GatewayMetrics, overrides: dict[str, Any]) -> Telemetry:
     settings = load_settings(None, env, **overrides)
     attrs: dict[str, Any] = {"service.version": __version__, SERVICE_NAME_KEY: DEFAULT_SERVICE_NAME}
@@ -157,6 +184,8 @@ def _from_env(env: Mapping[str, str], metrics: GatewayMetrics, overrides: dict[s
     # The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK itself.
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     infos: list[ExporterInfo] = []
+    batch_settings = BatchSettings(**_bsp_from_env(env), retry_max_elapsed_s=settings.export_retry_max_elapsed_s,
+                                   retry_max_backoff_s=settings.export_retry_max_backoff_s)
     names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
     for name in [] if disabled or names == ["none"] else names:
         exporter: SpanExporter
@@ -175,7 +204,7 @@ def _from_env(env: Mapping[str, str], metrics: GatewayMetrics, overrides: dict[s
             raise
         except Exception as exc:
             raise ConfigError(f"OTEL_TRACES_EXPORTER={name}", f"cannot create exporter: {exc}") from None
-        infos.append(attach(provider, kind, exporter, metrics))
+        infos.append(attach(provider, kind, exporter, metrics, batch_settings))
     unique_names(infos)
     source = "env" if names else "embedded defaults"
     return Telemetry(provider, infos, settings, source, disabled=disabled)

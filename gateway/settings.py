@@ -48,6 +48,9 @@ class GatewaySettings:
     recent_sessions: int = 100
     shutdown_grace_s: float = 10.0
     max_body_bytes: int = 64 * 1024  # the sendBeacon limit
+    # How long a failed export batch is retried before it is dropped (and counted).
+    export_retry_max_elapsed_s: float = 600.0
+    export_retry_max_backoff_s: float = 30.0
     max_events_per_request: int = 500
     max_events_per_session: int = 50_000
     max_open_tools_per_session: int = 128

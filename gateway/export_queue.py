@@ -1,0 +1,192 @@
+"""One exporter's queue: bounded, batched, and patient with a backend that is away.
+
+The stock batch processor hands a batch to the exporter once; the stock OTLP
+exporter retries for its own timeout (about 10 s) and the batch is gone, so a
+short collector outage loses spans. Here a failed batch stays at the head of
+the queue and is retried with exponential backoff and jitter until
+``retry_max_elapsed_s`` (default 600 s) has passed, while new spans queue up
+behind it to a fixed bound. Everything dropped (queue full, retries exhausted,
+a failure the backend calls permanent) is counted, never silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from gateway.metrics import GatewayMetrics
+
+log = logging.getLogger("gateway.export")
+
+# HTTP statuses OTLP calls transient; any other 4xx/5xx will not get better by sending the same bytes again.
+RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
+
+
+def permanent_failure(exporter: SpanExporter) -> bool:
+    """Whether the exporter's last failure was a response OTLP marks as not retryable.
+
+    Connection errors and timeouts have no status and are always worth retrying."""
+    status = getattr(exporter, "last_status", None)
+    return isinstance(status, int) and status >= 400 and status not in RETRYABLE_HTTP
+
+
+class RetryingBatchProcessor(SpanProcessor):
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        name: str,
+        metrics: GatewayMetrics,
+        max_queue_size: int | None = None,
+        max_export_batch_size: int | None = None,
+        schedule_delay_millis: float | None = None,
+        export_timeout_millis: float | None = None,
+        retry_initial_s: float = 1.0,
+        retry_max_s: float = 30.0,
+        retry_max_elapsed_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.exporter = exporter
+        self.name = name
+        self._metrics = metrics
+        self.max_queue_size = max_queue_size or 50_000
+        self.max_batch = max(1, min(max_export_batch_size or 512, self.max_queue_size))
+        self.delay_s = (schedule_delay_millis if schedule_delay_millis is not None else 1000) / 1000
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.retry_max_elapsed_s = retry_max_elapsed_s
+        self._clock = clock
+        self._queue: deque[ReadableSpan] = deque()
+        self._in_flight: list[ReadableSpan] = []
+        self._cond = threading.Condition()
+        self._flush_requested = 0
+        self._flushed = 0
+        self._shutdown = False
+        self._export_lock = threading.Lock()
+        self._worker = threading.Thread(target=self._run, name=f"export-{name}", daemon=True)
+        self._worker.start()
+
+    # -- SpanProcessor ------------------------------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is None or not span.context.trace_flags.sampled:
+            return
+        with self._cond:
+            if self._shutdown or len(self._queue) >= self.max_queue_size:
+                self._metrics.spans_dropped.labels(self.name).inc()
+                return
+            self._queue.append(span)
+            if len(self._queue) >= self.max_batch:
+                self._cond.notify_all()
+
+    def queue_depth(self) -> int:
+        return len(self._queue) + len(self._in_flight)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export what is queued now; False if the backend did not take it all in time."""
+        deadline = self._clock() + timeout_millis / 1000
+        with self._cond:
+            self._flush_requested += 1
+            ticket = self._flush_requested
+            self._cond.notify_all()
+            while self._flushed < ticket:
+                left = deadline - self._clock()
+                if left <= 0 or not self._worker.is_alive():
+                    return False
+                self._cond.wait(min(left, 0.1))
+        return self.queue_depth() == 0
+
+    def shutdown(self, timeout_millis: int = 10000) -> None:
+        flushed = self.force_flush(timeout_millis)
+        with self._cond:
+            self._shutdown = True
+            lost = len(self._queue) + len(self._in_flight)
+            self._queue.clear()
+            self._cond.notify_all()
+        self._worker.join(timeout=5)
+        if not flushed and lost:
+            log.warning("exporter %s: %d spans could not be delivered before shutdown", self.name, lost)
+            self._metrics.spans_dropped.labels(self.name).inc(lost)
+        self.exporter.shutdown()
+
+    # -- worker -------------------------------------------------------------------------------------
+
+    def _take(self) -> tuple[list[ReadableSpan], int]:
+        """Wait for a full batch, the schedule delay, a flush or shutdown; return a batch and the flush ticket
+        it serves (0 when no flush is waiting)."""
+        with self._cond:
+            deadline = self._clock() + self.delay_s
+            while not self._shutdown:
+                flush = self._flush_requested > self._flushed
+                if len(self._queue) >= self.max_batch or flush:
+                    break
+                left = deadline - self._clock()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            ticket = self._flush_requested
+            count = min(len(self._queue), self.max_batch)
+            batch = [self._queue.popleft() for _ in range(count)]
+            self._in_flight = batch
+            return batch, ticket
+
+    def _done_flush(self, ticket: int) -> None:
+        with self._cond:
+            if not self._queue and ticket > self._flushed:
+                self._flushed = ticket
+                self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            batch, ticket = self._take()
+            if batch:
+                self._deliver(batch)
+            with self._cond:
+                self._in_flight = []
+                if self._shutdown:
+                    self._flushed = self._flush_requested
+                    self._cond.notify_all()
+                    return
+            self._done_flush(ticket)
+
+    def _deliver(self, batch: list[ReadableSpan]) -> None:
+        started = self._clock()
+        attempt = 0
+        while True:
+            with self._export_lock:
+                result = self.exporter.export(batch)
+            if result == SpanExportResult.SUCCESS:
+                return
+            if permanent_failure(self.exporter):
+                log.error("exporter %s: backend refused %d spans for good; dropped", self.name, len(batch))
+                self._metrics.spans_dropped.labels(self.name).inc(len(batch))
+                return
+            elapsed = self._clock() - started
+            if elapsed >= self.retry_max_elapsed_s:
+                log.error("exporter %s: gave up on %d spans after %.0f s of retries", self.name, len(batch), elapsed)
+                self._metrics.spans_dropped.labels(self.name).inc(len(batch))
+                return
+            backoff = min(self.retry_max_s, self.retry_initial_s * 2**attempt) * random.uniform(0.5, 1.0)
+            backoff = min(backoff, max(0.0, self.retry_max_elapsed_s - elapsed))
+            attempt += 1
+            self._metrics.export_retries.labels(self.name).inc()
+            log.warning("exporter %s: export failed; retry %d in %.1f s (%d spans waiting)",
+                        self.name, attempt, backoff, self.queue_depth())
+            with self._cond:
+                # A flush or shutdown cuts the wait short: it wants one more try now, not later.
+                ticket = self._flush_requested
+                end = self._clock() + backoff
+                while not self._shutdown and self._flush_requested == ticket and self._clock() < end:
+                    self._cond.wait(end - self._clock())
+                if self._shutdown:
+                    return
