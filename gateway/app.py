@@ -74,7 +74,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         interval = min(settings.sweep_interval_s, max(settings.session_idle_timeout_s / 4, 0.05))
         sweeper = asyncio.create_task(sweep_forever(service, interval))
-        app.state.ready = True
+        app.state.ready, app.state.draining = True, False
         log.info("voice trace gateway ready: %s", telemetry.describe()["exporters"])
         try:
             yield
