@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import schemathesis
@@ -81,10 +82,8 @@ def test_any_json_is_an_event_or_a_validation_error(raw: Any) -> None:
 @given(st.dictionaries(st.sampled_from(["type", "id", "seq", "ts", "text", "call_id", "name", "usage", "call_ids"]),
                        json_values, max_size=6))
 def test_event_shaped_garbage_never_raises_anything_but_validation_errors(raw: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(ValidationFailed):
         parse_event(raw, "")
-    except ValidationFailed:
-        pass
 
 
 _telemetry = load_telemetry(env={"VTG_SIGNING_KEY": "f" * 40, "VTG_MAX_OPEN_SESSIONS": "50",
