@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from gateway import compat, routes
+from gateway import compat, routes, ui
 from gateway import semconv as sc
 from gateway.errors import RequestError
 from gateway.export_queue import RetryingBatchProcessor
@@ -116,7 +116,7 @@ def create_app(
             allow_credentials=False, max_age=600,
         ))
     app = Starlette(
-        routes=[*routes.routes, *compat.routes,
+        routes=[*routes.routes, *compat.routes, *ui.routes,
                 Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
         middleware=middleware,
         lifespan=lifespan,

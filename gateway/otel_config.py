@@ -48,9 +48,13 @@ class Telemetry:
         settings = {
             f.name: getattr(self.settings, f.name)
             for f in dataclasses.fields(self.settings)
-            if f.name not in ("extra", "signing_key")
+            if f.name not in ("extra", "signing_key", "previous_signing_keys", "api_keys", "admin_key")
         }
         settings["signing_key"] = "random per process" if self.settings.signing_key_generated else "configured"
+        # Secrets are described, never printed.
+        settings["previous_signing_keys"] = len(self.settings.previous_signing_keys)
+        settings["api_keys"] = len(self.settings.api_keys)
+        settings["admin_key"] = "configured" if self.settings.admin_key else "none: viewer is loopback-only"
         return {
             "source": self.source,
             "disabled": self.disabled,

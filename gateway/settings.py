@@ -38,6 +38,8 @@ class GatewaySettings:
     api_keys: tuple[str, ...] = ()
     # Browser origins allowed to call the API: exact origins or https://*.example.com; none by default.
     cors_origins: tuple[str, ...] = ()
+    # Opens the viewer (/ui) to non-loopback clients that present it; without it the viewer is loopback-only.
+    admin_key: str = ""
     # Peers whose X-Forwarded-For is believed (addresses or CIDR ranges).
     trusted_proxies: tuple[str, ...] = ()
     # Which content is recorded: transcripts, tool_arguments, tool_results ("all" / true, or none).
