@@ -89,7 +89,8 @@ function waterfall(data) {
     for (const e of s.events ?? []) {
       track.append(el("div", { class: "tick", title: e.name, style: `left:${((e.time_unix_nano - start) / width) * 100}%` }));
     }
-    const shown = KEY_ATTRIBUTES.filter((k) => k in s.attributes).map((k) => `${k.split(".").pop()}=${s.attributes[k]}`);
+    const fmt = (v) => (typeof v === "number" && !Number.isInteger(v) ? v.toFixed(1) : v);
+    const shown = KEY_ATTRIBUTES.filter((k) => k in s.attributes).map((k) => `${k.split(".").pop()}=${fmt(s.attributes[k])}`);
     table.append(el("tr", { "data-span": s.name },
       el("td", { class: "name", style: `padding-left:${depthOf(s, byId) * 16 + 4}px` }, s.name,
         el("div", { class: "attrs" }, shown.join(" · "))),
