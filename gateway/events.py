@@ -74,12 +74,19 @@ class ConnectionClose(_Event):
     reason: Annotated[str, StringConstraints(max_length=1024)] | None = None
 
 
+SpeechSource = Literal["client_vad", "push_to_talk", "provider_vad"]
+
+
 class UserSpeechStart(_Event):
     type: Literal["user.speech_start"]
+    source: SpeechSource | None = None
 
 
 class UserSpeechEnd(_Event):
     type: Literal["user.speech_end"]
+    # How the end of speech was known: the client's VAD (default), a released push-to-talk button,
+    # or the provider's own VAD signal relayed by the client.
+    source: SpeechSource | None = None
 
 
 class UserTranscript(_Event):

@@ -286,3 +286,44 @@ def test_session_update_and_marks_reach_the_spans(machine: SessionMachine, recor
     assert {e.name for e in root.events} == {"checkout", "exception"}
     assert root.status.status_code == StatusCode.ERROR
     assert root.attributes["voice.session.error_count"] == 1
+
+
+def test_push_to_talk_release_is_the_latency_source(machine: SessionMachine, recorder: Recorder) -> None:
+    r = Run(machine, recorder)
+    r.send("user.speech_start", source="push_to_talk")
+    r.send("user.speech_end", source="push_to_talk")
+    r.send("model.response_start", 120)
+    r.send("model.audio_start", 80)
+    r.send("model.playback_start", 30)
+    r.send("model.turn_complete")
+    r.end()
+    turn = recorder.named("invoke_agent")[0]
+    assert turn.attributes["voice.latency.source"] == "push_to_talk"
+    assert turn.attributes["voice.latency.user_to_first_chunk_ms"] == 120
+    assert turn.attributes["voice.latency.user_to_first_audio_ms"] == 200
+    assert turn.attributes["voice.latency.user_to_first_playback_ms"] == 230
+
+
+def test_session_reports_first_audio_percentiles_turn_gaps_setup_and_tool_errors(
+    machine: SessionMachine, recorder: Recorder
+) -> None:
+    r = Run(machine, recorder)
+    r.send("connection.open")
+    r.send("connection.setup_complete", 250)
+    for latency in (100, 300, 200, 900):
+        r.send("user.speech_start", 500)
+        r.send("user.speech_end")
+        r.send("model.audio_start", latency)
+        r.send("model.turn_complete", 40)
+    r.send("tool.call", call_id="t", name="x")
+    r.send("tool.result", call_id="t", error="boom")
+    r.end()
+    root = recorder.named("voice_session")[0]
+    assert root.attributes["voice.latency.user_to_first_audio_p50_ms"] == 200
+    assert root.attributes["voice.latency.user_to_first_audio_p95_ms"] == 900
+    assert root.attributes["voice.session.tool_error_count"] == 1
+    assert recorder.named("voice.connection")[0].attributes["voice.connection.setup_ms"] == 250
+    gaps = sorted(t.attributes.get("voice.turn.gap_ms", -1) for t in recorder.named("invoke_agent"))
+    assert gaps == [-1, 10, 500, 500, 500]  # the tool call opened a fifth turn 10 ms after the fourth
+    latency = summarize(r.state)["latency"]
+    assert latency == {"user_to_first_audio_ms": {"p50": 200, "p95": 900, "turns_measured": 4}}

@@ -178,6 +178,8 @@ class SessionMachine:
             name, state.trace.root_span_id, t,
             {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.VOICE_TURN_NUMBER: state.turn_count},
         )
+        if state.last_turn_end_ns is not None:
+            span.attributes[sc.VOICE_TURN_GAP_MS] = max(0, t - state.last_turn_end_ns) / 1e6
         turn = TurnState(state.turn_count, span)
         state.turn = turn
         pending, state.pending_speech = state.pending_speech, None
@@ -186,6 +188,7 @@ class SessionMachine:
             turn.user_text.extend(pending.text)
             if pending.end_ns is not None:
                 turn.speech_end_ns = pending.end_ns
+                turn.speech_end_source = pending.source
                 out.append(self._finish(state, speech, pending.end_ns))
             else:
                 turn.speech = speech
@@ -238,6 +241,7 @@ class SessionMachine:
             state.last_turn_usage = turn.usage
         out.append(self._finish(state, span, t))
         state.turn = None
+        state.last_turn_end_ns = t
 
     def _messages(self, role: str, texts: list[str]) -> str:
         content = self._redact("".join(texts))
@@ -285,6 +289,8 @@ class SessionMachine:
                 state.connection.attributes[sc.VOICE_RESUMPTION_HANDLE] = e.handle
         else:
             name = sc.EVENT_SETUP_COMPLETE
+            state.connection.attributes.setdefault(sc.VOICE_CONNECTION_SETUP_MS,
+                                                   (t - state.connection.start_ns) / 1e6)
         state.connection.events.append(SpanEvent(name, t, attrs))
 
     def _connection_close(self, state: SessionState, e: ev.ConnectionClose, t: int, out: list[FinishedSpan]) -> None:
@@ -316,10 +322,12 @@ class SessionMachine:
     def _speech_end(self, state: SessionState, e: ev.UserSpeechEnd, t: int, out: list[FinishedSpan]) -> None:
         if state.pending_speech is not None:
             state.pending_speech.end_ns = t
+            state.pending_speech.source = e.source or "client_vad"
         elif state.turn is not None and state.turn.speech is not None:
             out.append(self._finish(state, state.turn.speech, t))
             state.turn.speech = None
             state.turn.speech_end_ns = t
+            state.turn.speech_end_source = e.source or "client_vad"
 
     def _user_transcript(self, state: SessionState, e: ev.UserTranscript, t: int, out: list[FinishedSpan]) -> None:
         if state.pending_speech is not None:
@@ -332,11 +340,17 @@ class SessionMachine:
     # -- model ----------------------------------------------------------------------------------------
 
     def _response_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
+        turn = self._turn(state, t, out)
+        first = turn.inference is None
         self._inference(state, t, out)
+        latency = self._latency(turn, t)
+        if first and latency is not None:
+            turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_CHUNK_MS] = latency[0]
 
     def _latency(self, turn: TurnState, t: int) -> tuple[float, str] | None:
+        """Milliseconds since the user stopped speaking, and how that moment was known."""
         if turn.speech_end_ns is not None:
-            return (t - turn.speech_end_ns) / 1e6, "client_vad"
+            return (t - turn.speech_end_ns) / 1e6, turn.speech_end_source
         if turn.last_user_transcript_ns is not None:
             return (t - turn.last_user_transcript_ns) / 1e6, "input_transcript"
         return None
@@ -354,6 +368,7 @@ class SessionMachine:
         if latency is not None:
             turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS] = latency[0]
             turn.span.attributes[sc.VOICE_LATENCY_SOURCE] = latency[1]
+            state.first_audio_ms.append(latency[0])
 
     def _playback_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
         turn = state.turn
@@ -443,6 +458,7 @@ class SessionMachine:
         if e.error is not None and e.error is not False:
             error = self._text(e.error if isinstance(e.error, str) else _json(e.error))
             tool.attributes[sc.ERROR_TYPE] = "tool_error"
+            state.tool_error_count += 1
             tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_ERROR
         else:
             tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_COMPLETED
@@ -500,7 +516,11 @@ class SessionMachine:
             sc.VOICE_SESSION_TOOL_CALL_COUNT: state.tool_call_count,
             sc.VOICE_SESSION_CONNECTION_COUNT: state.connection_count,
             sc.VOICE_SESSION_ERROR_COUNT: state.error_count,
+            sc.VOICE_SESSION_TOOL_ERROR_COUNT: state.tool_error_count,
         })
+        if state.first_audio_ms:
+            attrs[sc.VOICE_LATENCY_TTFA_P50_MS] = percentile(state.first_audio_ms, 50)
+            attrs[sc.VOICE_LATENCY_TTFA_P95_MS] = percentile(state.first_audio_ms, 95)
         attrs.update(state.usage_total.span_attributes())
         if self.options.transcripts and state.transcript:
             # Whole lines are dropped from the end rather than cutting the JSON.
@@ -516,6 +536,13 @@ class SessionMachine:
             sc.SPAN_SESSION, state.trace.root_span_id, state.trace.parent_span_id, state.start_ns,
             max(t, state.start_ns), "internal", attrs, tuple(state.root_events), error,
         )
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile: a value that occurred, which is what a reader of p95 of a few turns expects."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
 
 
 def summarize(state: SessionState) -> dict[str, object]:
@@ -541,5 +568,13 @@ def summarize(state: SessionState) -> dict[str, object]:
             "input": {"text": u.input_text_tokens, "audio": u.input_audio_tokens, "image": u.input_image_tokens},
             "output": {"text": u.output_text_tokens, "audio": u.output_audio_tokens},
         },
+        "latency": {
+            "user_to_first_audio_ms": {
+                "p50": percentile(state.first_audio_ms, 50) if state.first_audio_ms else None,
+                "p95": percentile(state.first_audio_ms, 95) if state.first_audio_ms else None,
+                "turns_measured": len(state.first_audio_ms),
+            },
+        },
+        "tool_errors": state.tool_error_count,
         "cost": None,
     }

@@ -80,6 +80,7 @@ class TurnState:
     user_text: list[str] = field(default_factory=list)
     model_text: list[str] = field(default_factory=list)
     speech_end_ns: int | None = None
+    speech_end_source: str = "client_vad"
     last_user_transcript_ns: int | None = None
     first_audio_ns: int | None = None
     first_playback_ns: int | None = None
@@ -93,6 +94,7 @@ class PendingSpeech:
 
     start_ns: int
     end_ns: int | None = None
+    source: str = "client_vad"
     text: list[str] = field(default_factory=list)
 
 
@@ -124,6 +126,9 @@ class SessionState:
     tool_call_count: int = 0
     connection_count: int = 0
     error_count: int = 0
+    tool_error_count: int = 0
+    last_turn_end_ns: int | None = None
+    first_audio_ms: list[float] = field(default_factory=list)  # per turn, for the session's percentiles
     usage_total: Usage = field(default_factory=Usage)
     last_turn_usage: Usage | None = None
     transcript: list[dict[str, str | int]] = field(default_factory=list)
