@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from gateway.security import cors_origin_regex
 from gateway.service import SessionService
 from gateway.sessions.store import MemoryStore, SessionStore
 from gateway.spans import SpanEmitter
+from gateway.voice_metrics import VoiceMetrics
 
 log = logging.getLogger("gateway")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -67,8 +69,10 @@ def create_app(
     emitter = SpanEmitter(telemetry.provider)
     if telemetry.disabled:
         emitter.sampler.delegate = ALWAYS_OFF
-    service = SessionService(settings, store or MemoryStore(), emitter, metrics,
-                             **({"clock": clock} if clock else {}))
+    meters = telemetry.meter_provider
+    voice = VoiceMetrics(meters.get_meter("voice-trace-gateway")) if meters is not None else None
+    service = SessionService(settings, store or MemoryStore(), emitter, metrics, clock=clock or time.time_ns,
+                             voice_metrics=voice)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -136,4 +140,7 @@ def _flush_and_close(telemetry: Telemetry, timeout_ms: int) -> None:
         telemetry.provider.force_flush(timeout_ms)
     finally:
         telemetry.provider.shutdown()
+        if telemetry.meter_provider is not None:
+            # Its shutdown collects and exports once more, so the sessions just ended are counted.
+            telemetry.meter_provider.shutdown(timeout_millis=timeout_ms)
 

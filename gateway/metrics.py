@@ -22,6 +22,10 @@ class GatewayMetrics:
         self.sessions_unsampled = Counter(
             "vtg_sessions_unsampled", "Sessions started but not sampled", registry=r
         )
+        self.sessions_kept_for_error = Counter(
+            "vtg_sessions_kept_for_error", "Unsampled sessions traced after all because they ended in error",
+            registry=r,
+        )
         self.spans_emitted = Counter("vtg_spans_emitted", "Spans handed to the export pipeline", registry=r)
         self.spans_exported = Counter(
             "vtg_spans_exported", "Spans an exporter delivered", ["exporter"], registry=r

@@ -20,7 +20,9 @@ from urllib.parse import unquote
 
 from opentelemetry.configuration import ConfigurationError, OpenTelemetryConfiguration, load_config_file
 from opentelemetry.configuration._tracer_provider import _create_span_exporter
-from opentelemetry.configuration.file import create_resource, create_tracer_provider
+from opentelemetry.configuration.file import create_meter_provider, create_resource, create_tracer_provider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
@@ -43,6 +45,8 @@ class Telemetry:
     settings: GatewaySettings
     source: str  # "file:<path>", "env" or "embedded defaults"
     disabled: bool = False
+    meter_provider: MeterProvider | None = None
+    metric_exporters: list[str] = dataclasses.field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         settings = {
@@ -61,6 +65,7 @@ class Telemetry:
             "resource": dict(self.provider.resource.attributes),
             "sampler": self.provider.sampler.get_description(),
             "exporters": [e.describe() for e in self.exporters] or ["none: recent sessions kept in memory"],
+            "metric_exporters": self.metric_exporters or ["none"],
             "gateway": settings,
         }
 
@@ -129,7 +134,15 @@ def _from_file(path: str, env: Mapping[str, str], metrics: GatewayMetrics, overr
         else:
             infos.append(attach(provider, kind, exporter, metrics, batch=None))
     unique_names(infos)
-    return Telemetry(provider, infos, settings, f"file:{path}")
+    meters = None
+    if config.meter_provider is not None:
+        try:
+            meters = create_meter_provider(config.meter_provider, resource)
+        except (ConfigurationError, TypeError, ValueError) as exc:
+            raise ConfigError("meter_provider", str(exc)) from None
+    readers = list(config.meter_provider.readers) if config.meter_provider else []
+    return Telemetry(provider, infos, settings, f"file:{path}", meter_provider=meters,
+                     metric_exporters=[f"reader[{i}]" for i in range(len(readers))])
 
 
 SERVICE_NAME_KEY = "service.name"
@@ -211,7 +224,42 @@ def _from_env(env: Mapping[str, str], metrics: GatewayMetrics, overrides: dict[s
         infos.append(attach(provider, kind, exporter, metrics, batch_settings))
     unique_names(infos)
     source = "env" if names else "embedded defaults"
-    return Telemetry(provider, infos, settings, source, disabled=disabled)
+    meters, metric_names = (None, []) if disabled else _meters_from_env(env, names, resource)
+    return Telemetry(provider, infos, settings, source, disabled=disabled, meter_provider=meters,
+                     metric_exporters=metric_names)
+
+
+def _meters_from_env(
+    env: Mapping[str, str], trace_exporters: list[str], resource: Resource
+) -> tuple[MeterProvider | None, list[str]]:
+    """OTEL_METRICS_EXPORTER, defaulting to OTLP when traces go over OTLP (the backends that take traces
+    usually take metrics; Langfuse takes none, so it never appears here)."""
+    raw = env.get("OTEL_METRICS_EXPORTER")
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()] if raw else (
+        ["otlp"] if "otlp" in trace_exporters else [])
+    readers = []
+    for name in [] if names == ["none"] else names:
+        exporter: MetricExporter
+        if name == "otlp":
+            protocol = (env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                        or "http/protobuf").strip().lower()
+            if protocol == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
+
+                exporter = Grpc()
+            else:
+                from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
+
+                exporter = Http()
+        elif name == "console":
+            exporter = ConsoleMetricExporter()
+        else:
+            log.warning("OTEL_METRICS_EXPORTER names %r, which the gateway does not know; skipped", name)
+            continue
+        readers.append(PeriodicExportingMetricReader(exporter))
+    if not readers:
+        return None, []
+    return MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False), names
 
 
 def load_telemetry(

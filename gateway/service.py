@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry.propagators.textmap import DefaultGetter
@@ -31,6 +31,7 @@ from gateway.sessions.state import FinishedSpan, SessionState, TraceRef, new_spa
 from gateway.sessions.store import SessionStore
 from gateway.settings import GatewaySettings
 from gateway.spans import SpanEmitter
+from gateway.voice_metrics import VoiceMetrics, session_labels
 
 log = logging.getLogger("gateway.sessions")
 _propagator = TraceContextTextMapPropagator()
@@ -41,6 +42,16 @@ def parse_traceparent(header: str | None) -> SpanContext | None:
         return None
     ctx = get_current_span(_propagator.extract({"traceparent": header}, getter=DefaultGetter())).get_span_context()
     return None if ctx == INVALID_SPAN_CONTEXT or not ctx.is_valid else ctx
+
+
+@dataclass(frozen=True)
+class Emission:
+    """What one committed mutation hands on: spans that finished (for metrics) and spans to export."""
+
+    trace: TraceRef
+    labels: dict[str, str]
+    finished: list[FinishedSpan]
+    export: list[FinishedSpan]
 
 
 @dataclass
@@ -63,7 +74,9 @@ class SessionService:
         emitter: SpanEmitter,
         metrics: GatewayMetrics,
         clock: Callable[[], int] = time.time_ns,
+        voice_metrics: VoiceMetrics | None = None,
     ) -> None:
+        self.voice_metrics = voice_metrics
         self.settings = settings
         self.store = store
         self.emitter = emitter
@@ -185,20 +198,36 @@ class SessionService:
 
         invalid = list(result.rejected)
 
-        def apply(state: SessionState) -> TraceRef:
+        def apply(state: SessionState) -> Emission:
             # A store may retry the mutation: start each attempt from the validation result.
             result.accepted, result.duplicates, result.limited, result.rejected = 0, 0, 0, list(invalid)
             result.accepted_types.clear()
             out.clear()
             self._apply(state, events, sent_at_ms, now, result, out)
-            return state.trace
+            return self._hold_or_emit(state, out)
 
-        trace = await self.store.mutate(session_id, apply)
-        if trace is None:
+        emission = await self.store.mutate(session_id, apply)
+        if emission is None:
             raise NotFound(f"no session {session_id!r}")
-        self._emit(trace, out)
+        self._emit(emission)
         self._count(result)
         return result
+
+    def _hold_or_emit(self, state: SessionState, spans: list[FinishedSpan], ended: bool = False) -> Emission:
+        """What leaves for the exporters now. An unsampled session under the keep-errored rule holds its
+        spans in its state until its end decides: sent whole if it had an error, dropped otherwise."""
+        labels = session_labels(state.provider, state.model, state.agent)
+        trace = state.trace
+        if trace.sampled or not self.settings.keep_errored_sessions:
+            return Emission(trace, labels, list(spans), list(spans))
+        if not ended:
+            state.held_spans.extend(spans)
+            return Emission(trace, labels, list(spans), [])
+        held, state.held_spans = [*state.held_spans, *spans], []
+        if state.error_count or state.tool_error_count or state.end_reason == sc.END_ERROR:
+            self.metrics.sessions_kept_for_error.inc()
+            return Emission(replace(trace, sampled=True), labels, list(spans), held)
+        return Emission(trace, labels, list(spans), [])
 
     def _count(self, result: IngestResult) -> None:
         self.metrics.events_duplicate.inc(result.duplicates)
@@ -207,9 +236,12 @@ class SessionService:
         for kind, count in result.accepted_types.items():
             self.metrics.events_accepted.labels(kind).inc(count)
 
-    def _emit(self, trace: TraceRef, spans: list[FinishedSpan]) -> None:
-        if spans:
-            self.metrics.spans_emitted.inc(self.emitter.emit(trace, spans))
+    def _emit(self, emission: Emission) -> None:
+        # Metrics count every session, traced or not.
+        if self.voice_metrics is not None and emission.finished:
+            self.voice_metrics.observe(emission.finished, emission.labels)
+        if emission.export:
+            self.metrics.spans_emitted.inc(self.emitter.emit(emission.trace, emission.export))
 
     # -- end ------------------------------------------------------------------------------------------
 
@@ -229,13 +261,13 @@ class SessionService:
         out: list[FinishedSpan] = []
         ended_now = False
 
-        def apply(state: SessionState) -> tuple[TraceRef, dict[str, Any]]:
+        def apply(state: SessionState) -> tuple[Emission, dict[str, Any]]:
             nonlocal ended_now
             out.clear()
             ended_now = False
             if state.ended:
                 assert state.summary is not None
-                return state.trace, state.summary
+                return Emission(state.trace, {}, [], []), state.summary
             if events:
                 self._apply(state, events, sent_at_ms, now, result, out)
             t = now if ts is None else min(int(ts * 1_000_000) + (state.skew_ns or 0), now)
@@ -243,13 +275,13 @@ class SessionService:
             self._forget(state, now)
             ended_now = True
             assert state.summary is not None
-            return state.trace, state.summary
+            return self._hold_or_emit(state, out, ended=True), state.summary
 
         found = await self.store.mutate(session_id, apply)
         if found is None:
             raise NotFound(f"no session {session_id!r}")
-        trace, summary = found
-        self._emit(trace, out)
+        emission, summary = found
+        self._emit(emission)
         self._count(result)
         if ended_now:
             self._ended(summary, reason)

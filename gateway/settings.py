@@ -47,6 +47,8 @@ class GatewaySettings:
     # Built-in redactions applied to captured content (email, phone, card), plus extra regexes.
     redact: tuple[str, ...] = ("email", "phone", "card")
     redact_patterns: tuple[str, ...] = ()
+    # Trace every session that ends in error, even when the sampler said no (decided at the end).
+    keep_errored_sessions: bool = False
     recent_sessions: int = 100
     shutdown_grace_s: float = 10.0
     max_body_bytes: int = 64 * 1024  # the sendBeacon limit

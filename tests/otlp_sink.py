@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -59,11 +60,21 @@ class ReceivedSpan:
         return (self.end_ns - self.start_ns) / 1e6
 
 
+@dataclass
+class MetricPoint:
+    name: str
+    kind: str
+    attributes: dict[str, Any]
+    value: float
+    count: int | None
+
+
 class Sink:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.requests: list[dict[str, str]] = []
         self.paths: list[str] = []
+        self.metric_points: list[MetricPoint] = []
         self._cond = threading.Condition()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -77,10 +88,15 @@ class Sink:
                     body = gzip.decompress(body)
                 elif encoding == "deflate":
                     body = zlib.decompress(body)
-                req = ExportTraceServiceRequest()
-                req.ParseFromString(body)
                 sink.paths.append(self.path)
-                sink.add(req, {k.lower(): v for k, v in self.headers.items()})
+                if self.path.endswith("/v1/metrics"):
+                    metrics = ExportMetricsServiceRequest()
+                    metrics.ParseFromString(body)
+                    sink.add_metrics(metrics)
+                else:
+                    req = ExportTraceServiceRequest()
+                    req.ParseFromString(body)
+                    sink.add(req, {k.lower(): v for k, v in self.headers.items()})
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.end_headers()
@@ -108,6 +124,31 @@ class Sink:
                             s.status.code, s.status.message, resource,
                         ))
             self._cond.notify_all()
+
+    def add_metrics(self, req: ExportMetricsServiceRequest) -> None:
+        with self._cond:
+            for rm in req.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        kind = metric.WhichOneof("data")
+                        for point in getattr(metric, kind).data_points:
+                            attrs = {kv.key: any_value(kv.value) for kv in point.attributes}
+                            value = point.as_int if hasattr(point, "as_int") and point.HasField("as_int") else (
+                                point.as_double if hasattr(point, "as_double") else point.sum)
+                            count = getattr(point, "count", None)
+                            self.metric_points.append(MetricPoint(metric.name, kind, attrs, value, count))
+            self._cond.notify_all()
+
+    def wait_for_metrics(self, predicate: Callable[[list[MetricPoint]], bool], timeout: float = 20) -> list[MetricPoint]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.metric_points):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    names = sorted({p.name for p in self.metric_points})
+                    raise AssertionError(f"timed out waiting for metrics; have {names}")
+                self._cond.wait(left)
+            return list(self.metric_points)
 
     def wait_for(self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float = 20) -> list[ReceivedSpan]:
         deadline = time.monotonic() + timeout

@@ -132,6 +132,7 @@ class SessionState:
     usage_total: Usage = field(default_factory=Usage)
     last_turn_usage: Usage | None = None
     transcript: list[dict[str, str | int]] = field(default_factory=list)
+    held_spans: list[FinishedSpan] = field(default_factory=list)  # unsampled, kept in case it ends in error
     ended: bool = False
     end_reason: str | None = None
     end_ns: int | None = None
