@@ -139,7 +139,9 @@ class Sink:
                             self.metric_points.append(MetricPoint(metric.name, kind, attrs, value, count))
             self._cond.notify_all()
 
-    def wait_for_metrics(self, predicate: Callable[[list[MetricPoint]], bool], timeout: float = 20) -> list[MetricPoint]:
+    def wait_for_metrics(
+        self, predicate: Callable[[list[MetricPoint]], bool], timeout: float = 20
+    ) -> list[MetricPoint]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self.metric_points):
