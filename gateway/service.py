@@ -91,6 +91,7 @@ class SessionService:
             tool_results=settings.captures("tool_results"),
             redactor=Redactor(settings.redact, settings.redact_patterns),
             max_attribute_length=settings.max_attribute_length,
+            per_turn_traces=settings.trace_mode == "per_turn",
         ))
 
     # -- start ----------------------------------------------------------------------------------------

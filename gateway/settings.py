@@ -47,6 +47,8 @@ class GatewaySettings:
     # Built-in redactions applied to captured content (email, phone, card), plus extra regexes.
     redact: tuple[str, ...] = ("email", "phone", "card")
     redact_patterns: tuple[str, ...] = ()
+    # "session": one trace per session; "per_turn": each turn its own trace, linked to the session root.
+    trace_mode: str = "session"
     # Trace every session that ends in error, even when the sampler said no (decided at the end).
     keep_errored_sessions: bool = False
     recent_sessions: int = 100
@@ -86,6 +88,10 @@ CONTENT_KINDS = ("transcripts", "tool_arguments", "tool_results")
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     if name == "capture_content":
         return _content_kinds(raw)
+    if name == "trace_mode":
+        if raw not in ("session", "per_turn"):
+            raise ValueError("expected 'session' or 'per_turn'")
+        return raw
     if isinstance(default, tuple):
         if isinstance(raw, str):
             # Regexes may hold commas: the env form of redact_patterns is a JSON list.

@@ -104,10 +104,11 @@ class SpanEmitter:
     def emit(self, trace: TraceRef, spans: Iterable[FinishedSpan]) -> int:
         if not trace.sampled:
             return 0
-        trace_id = int(trace.trace_id, 16)
+        session_trace_id = int(trace.trace_id, 16)
         count = 0
         for record in spans:
             parent_id = record.parent_id
+            trace_id = int(record.trace_id, 16) if record.trace_id else session_trace_id
             if parent_id is None:
                 context = Context()
                 self._ids.preset.trace_id = trace_id
@@ -117,11 +118,16 @@ class SpanEmitter:
                 parent = SpanContext(trace_id, int(parent_id, 16), remote, TraceFlags(TraceFlags.SAMPLED))
                 context = set_span_in_context(NonRecordingSpan(parent))
             self._ids.preset.span_id = int(record.span_id, 16)
+            links = [
+                Link(SpanContext(int(t, 16), int(sid, 16), False, TraceFlags(TraceFlags.SAMPLED)))
+                for t, sid in record.links
+            ]
             span = self._tracer.start_span(
                 record.name,
                 context=context,
                 kind=_KINDS[record.kind],
                 attributes=record.attributes,
+                links=links,
                 start_time=record.start_ns,
             )
             for event in record.events:

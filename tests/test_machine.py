@@ -327,3 +327,29 @@ def test_session_reports_first_audio_percentiles_turn_gaps_setup_and_tool_errors
     assert gaps == [-1, 10, 500, 500, 500]  # the tool call opened a fifth turn 10 ms after the fourth
     latency = summarize(r.state)["latency"]
     assert latency == {"user_to_first_audio_ms": {"p50": 200, "p95": 900, "turns_measured": 4}}
+
+
+def test_per_turn_mode_gives_each_turn_its_own_trace_linked_to_the_session(recorder: Recorder) -> None:
+    r = Run(SessionMachine(MachineOptions(per_turn_traces=True)), recorder)
+    r.send("connection.open")
+    for _ in range(2):
+        r.send("user.speech_start")
+        r.send("user.speech_end")
+        r.send("tool.call", call_id=f"c{r.n}", name="x")
+        r.send("tool.result", call_id=f"c{r.n - 1}")
+        r.send("model.response_start")
+        r.send("model.turn_complete")
+    r.end()
+    root = recorder.named("voice_session")[0]
+    session_trace = root.context.trace_id
+    turns = recorder.named("invoke_agent")
+    assert len({t.context.trace_id for t in turns} | {session_trace}) == 3
+    for turn in turns:
+        assert turn.parent is None
+        assert [(link.context.trace_id, link.context.span_id) for link in turn.links] == [
+            (session_trace, root.context.span_id)]
+        assert turn.attributes["session.id"] == root.attributes["session.id"]
+        kids = [s for s in recorder.spans() if s.parent is not None and s.parent.span_id == turn.context.span_id]
+        assert {k.name.split(" ")[0] for k in kids} == {"user_speech", "execute_tool", "realtime_inference"}
+        assert {k.context.trace_id for k in kids} == {turn.context.trace_id}
+    assert recorder.named("voice.connection")[0].context.trace_id == session_trace

@@ -33,6 +33,7 @@ from gateway.sessions.state import (
     SpanKindName,
     TurnState,
     new_span_id,
+    new_trace_id,
 )
 from gateway.usage import Usage, normalize_usage
 
@@ -47,6 +48,8 @@ class MachineOptions:
     tool_results: bool = False
     redactor: Callable[[str], str] | None = None
     max_attribute_length: int = 8192
+    # Each turn its own trace, linked to the session root, for backends that cap a trace's size or age.
+    per_turn_traces: bool = False
 
     @classmethod
     def capture_all(cls, **kwargs: Any) -> MachineOptions:
@@ -156,8 +159,15 @@ class SessionMachine:
         attrs.update(span.attributes)
         return FinishedSpan(
             span.name, span.span_id, span.parent_id, span.start_ns, max(t, span.start_ns), span.kind,
-            attrs, tuple(span.events), error,
+            attrs, tuple(span.events), error, span.trace_id, span.links,
         )
+
+    def _child(
+        self, parent: OpenSpan, name: str, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal"
+    ) -> OpenSpan:
+        span = self._open(name, parent.span_id, t, attrs, kind)
+        span.trace_id = parent.trace_id
+        return span
 
     def _root_event(self, state: SessionState, event: SpanEvent) -> None:
         if len(state.root_events) < MAX_ROOT_EVENTS:
@@ -178,13 +188,16 @@ class SessionMachine:
             name, state.trace.root_span_id, t,
             {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.VOICE_TURN_NUMBER: state.turn_count},
         )
+        if self.options.per_turn_traces:
+            span.parent_id, span.trace_id = None, new_trace_id()
+            span.links = ((state.trace.trace_id, state.trace.root_span_id),)
         if state.last_turn_end_ns is not None:
             span.attributes[sc.VOICE_TURN_GAP_MS] = max(0, t - state.last_turn_end_ns) / 1e6
         turn = TurnState(state.turn_count, span)
         state.turn = turn
         pending, state.pending_speech = state.pending_speech, None
         if pending is not None:
-            speech = self._open(sc.SPAN_USER_SPEECH, span.span_id, pending.start_ns)
+            speech = self._child(span, sc.SPAN_USER_SPEECH, pending.start_ns)
             turn.user_text.extend(pending.text)
             if pending.end_ns is not None:
                 turn.speech_end_ns = pending.end_ns
@@ -203,7 +216,7 @@ class SessionMachine:
             name = f"{sc.SPAN_INFERENCE} {state.model}" if state.model else sc.SPAN_INFERENCE
             attrs = self._model_attrs(state)
             attrs[sc.GEN_AI_OPERATION_NAME] = sc.OPERATION_GENERATE_CONTENT
-            turn.inference = self._open(name, turn.span.span_id, t, attrs, kind="client")
+            turn.inference = self._child(turn.span, name, t, attrs, kind="client")
         return turn.inference
 
     def _close_turn(self, state: SessionState, t: int, reason: str, out: list[FinishedSpan]) -> None:
@@ -317,7 +330,7 @@ class SessionMachine:
             return
         turn = self._turn(state, t, out)
         if turn.speech is None:
-            turn.speech = self._open(sc.SPAN_USER_SPEECH, turn.span.span_id, t)
+            turn.speech = self._child(turn.span, sc.SPAN_USER_SPEECH, t)
 
     def _speech_end(self, state: SessionState, e: ev.UserSpeechEnd, t: int, out: list[FinishedSpan]) -> None:
         if state.pending_speech is not None:
@@ -448,7 +461,7 @@ class SessionMachine:
         if self.options.tool_arguments and e.arguments is not None:
             attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = self._content(e.arguments)
         # Tools may outlive their turn (a result after a barge-in): they end at their own result.
-        state.tools[e.call_id] = self._open(f"{sc.SPAN_TOOL} {e.name}", turn.span.span_id, t, attrs)
+        state.tools[e.call_id] = self._child(turn.span, f"{sc.SPAN_TOOL} {e.name}", t, attrs)
 
     def _tool_result(self, state: SessionState, e: ev.ToolResult, t: int, out: list[FinishedSpan]) -> None:
         tool = state.tools.pop(e.call_id, None)

@@ -44,6 +44,8 @@ class OpenSpan:
     kind: SpanKindName = "internal"
     attributes: Attrs = field(default_factory=dict)
     events: list[SpanEvent] = field(default_factory=list)
+    trace_id: str | None = None  # set only when the span lives in a trace other than the session's
+    links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of linked spans
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ class FinishedSpan:
     attributes: Attrs
     events: tuple[SpanEvent, ...]
     error: str | None = None  # status description when the span ended in error
+    trace_id: str | None = None
+    links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
