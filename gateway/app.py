@@ -29,7 +29,7 @@ from gateway.otel_config import Telemetry, load_telemetry
 from gateway.recent import RecentTraces
 from gateway.security import cors_origin_regex
 from gateway.service import SessionService
-from gateway.sessions.store import MemoryStore, SessionStore
+from gateway.sessions.store import SessionStore, open_store
 from gateway.spans import SpanEmitter
 from gateway.voice_metrics import VoiceMetrics
 
@@ -71,7 +71,8 @@ def create_app(
         emitter.sampler.delegate = ALWAYS_OFF
     meters = telemetry.meter_provider
     voice = VoiceMetrics(meters.get_meter("voice-trace-gateway")) if meters is not None else None
-    service = SessionService(settings, store or MemoryStore(), emitter, metrics, clock=clock or time.time_ns,
+    service = SessionService(settings, store or open_store(settings.session_store), emitter, metrics,
+                             clock=clock or time.time_ns,
                              voice_metrics=voice)
 
     @contextlib.asynccontextmanager
@@ -87,8 +88,12 @@ def create_app(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-            ended = await service.end_all(sc.END_GATEWAY_SHUTDOWN)
-            log.info("shutdown: ended %d open sessions; flushing exporters", ended)
+            if service.store.durable:
+                # Sessions outlive this process: a restart, or another replica, carries them on.
+                log.info("shutdown: open sessions stay in the %s store; flushing exporters", settings.session_store)
+            else:
+                ended = await service.end_all(sc.END_GATEWAY_SHUTDOWN)
+                log.info("shutdown: ended %d open sessions; flushing exporters", ended)
             # Flushing blocks on network I/O; keep it off the event loop.
             await asyncio.to_thread(_flush_and_close, telemetry, int(settings.shutdown_grace_s * 1000))
             await service.store.close()
@@ -126,6 +131,9 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={RequestError: request_error, HTTPException: http_error, Exception: unexpected},
     )
+    pricer = service.machine.options.pricer
+    if pricer is not None:
+        metrics.unpriced_turns.set_function(lambda: sum(pricer.unknown_models.values()))
     app.state.service = service
     app.state.guard = IngestGuard(settings)
     app.state.telemetry = telemetry

@@ -26,6 +26,10 @@ class GatewayMetrics:
             "vtg_sessions_kept_for_error", "Unsampled sessions traced after all because they ended in error",
             registry=r,
         )
+        self.unpriced_turns = Gauge(
+            "vtg_cost_unpriced_turns", "Turns left unpriced: model unknown to the price tables and overrides",
+            registry=r,
+        )
         self.spans_emitted = Counter("vtg_spans_emitted", "Spans handed to the export pipeline", registry=r)
         self.spans_exported = Counter(
             "vtg_spans_exported", "Spans an exporter delivered", ["exporter"], registry=r

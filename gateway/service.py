@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,6 +24,7 @@ from gateway import events as ev
 from gateway import semconv as sc
 from gateway.errors import Conflict, FieldError, NotFound, Overloaded, RequestError, ValidationFailed
 from gateway.metrics import GatewayMetrics
+from gateway.pricing import Pricer
 from gateway.redact import Redactor
 from gateway.security import ApiKeys, TokenSigner
 from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns, summarize
@@ -35,6 +36,19 @@ from gateway.voice_metrics import VoiceMetrics, session_labels
 
 log = logging.getLogger("gateway.sessions")
 _propagator = TraceContextTextMapPropagator()
+
+
+_default_pricer: Pricer | None = None
+
+
+def pricer_for(overrides: Mapping[str, Mapping[str, float]]) -> Pricer:
+    """Loading the price tables takes a fifth of a second: one Pricer per process unless overrides differ."""
+    global _default_pricer
+    if overrides:
+        return Pricer(overrides)
+    if _default_pricer is None:
+        _default_pricer = Pricer()
+    return _default_pricer
 
 
 def parse_traceparent(header: str | None) -> SpanContext | None:
@@ -84,7 +98,6 @@ class SessionService:
         self.clock = clock
         self.signer = TokenSigner(settings.signing_key, settings.effective_token_ttl_s, settings.previous_signing_keys)
         self.api_keys = ApiKeys(settings.api_keys)
-        self.open_sessions = 0
         self.machine = SessionMachine(MachineOptions(
             transcripts=settings.captures("transcripts"),
             tool_arguments=settings.captures("tool_arguments"),
@@ -92,14 +105,16 @@ class SessionService:
             redactor=Redactor(settings.redact, settings.redact_patterns),
             max_attribute_length=settings.max_attribute_length,
             per_turn_traces=settings.trace_mode == "per_turn",
+            pricer=pricer_for(settings.price_overrides),
         ))
 
     # -- start ----------------------------------------------------------------------------------------
 
     async def start(self, req: ev.SessionCreate, traceparent: str | None) -> dict[str, Any]:
-        if self.open_sessions >= self.settings.max_open_sessions:
+        active = await self.store.count_active()
+        if active >= self.settings.max_open_sessions:
             self.metrics.events_rejected.labels("too_many_sessions").inc()
-            raise Overloaded(f"this gateway holds {self.open_sessions} open sessions, its limit; retry shortly",
+            raise Overloaded(f"the gateway holds {active} open sessions, its limit; retry shortly",
                              retry_after_s=max(1.0, self.settings.sweep_interval_s))
         now = self.clock()
         parent = parse_traceparent(traceparent)
@@ -125,9 +140,8 @@ class SessionService:
         if not await self.store.create(state):
             raise Conflict(f"session {state.session_id!r} already exists",
                            [FieldError("session_id", "already in use")])
-        self.open_sessions += 1
         self.metrics.sessions_started.inc()
-        self.metrics.sessions_active.inc()
+        self.metrics.sessions_active.set(active + 1)
         if not sampled:
             self.metrics.sessions_unsampled.inc()
         token = self.signer.issue(state.session_id, now / 1e9)
@@ -297,7 +311,6 @@ class SessionService:
         state.tools = {}
 
     def _ended(self, summary: dict[str, Any], reason: str) -> None:
-        self.open_sessions -= 1
         self.metrics.sessions_active.dec()
         self.metrics.sessions_ended.labels(reason).inc()
         log.info(

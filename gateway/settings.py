@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.pricing import Pricer
 
 log = logging.getLogger("gateway.settings")
 
@@ -25,6 +26,8 @@ FILE_PREFIX = "distribution.voice_gateway"
 
 @dataclass(frozen=True)
 class GatewaySettings:
+    # memory (default), sqlite:///path/to/sessions.db (durable, one process), redis://host:port/db (replicas)
+    session_store: str = "memory"
     session_idle_timeout_s: float = 300.0
     session_max_duration_s: float = 4 * 3600.0
     # Seconds an ended session's summary stays answerable (ending twice, late beacons).
@@ -65,6 +68,9 @@ class GatewaySettings:
     session_create_rate_per_client: float = 5.0  # per second, with a burst of ten times that
     event_rate_per_session: float = 100.0
     event_rate_per_client: float = 1000.0
+    # USD per million tokens by model ("provider/model" or "model") and kind: input_text, input_audio,
+    # input_image, input_cached, output_text, output_audio. Wins over the genai-prices tables.
+    price_overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def captures(self, kind: str) -> bool:
@@ -88,6 +94,12 @@ CONTENT_KINDS = ("transcripts", "tool_arguments", "tool_results")
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     if name == "capture_content":
         return _content_kinds(raw)
+    if name == "price_overrides":
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+            raise ValueError("expected a mapping of model to {kind: USD per million tokens}")
+        Pricer(parsed)  # validates kinds and prices, naming the bad key
+        return parsed
     if name == "trace_mode":
         if raw not in ("session", "per_turn"):
             raise ValueError("expected 'session' or 'per_turn'")

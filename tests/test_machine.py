@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from conftest import Recorder
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -353,3 +354,57 @@ def test_per_turn_mode_gives_each_turn_its_own_trace_linked_to_the_session(recor
         assert {k.name.split(" ")[0] for k in kids} == {"user_speech", "execute_tool", "realtime_inference"}
         assert {k.context.trace_id for k in kids} == {turn.context.trace_id}
     assert recorder.named("voice.connection")[0].context.trace_id == session_trace
+
+
+def test_turn_and_session_cost_match_the_price_table_by_hand(recorder: Recorder) -> None:
+    from gateway.pricing import Pricer
+
+    state = new_state()
+    state.model = "gemini-live-2.5-flash"
+    r = Run(SessionMachine(MachineOptions(pricer=Pricer())), recorder, state)
+    for _ in range(2):
+        r.send("model.response_start")
+        r.send("model.usage", usage=gemini_usage(24, 310, 420, cached=64))
+        r.send("model.turn_complete")
+    r.end()
+    # genai-prices 0.2.3, gemini-live-2.5-flash, USD per million tokens: text in 0.5, audio in 3, audio out 12
+    # (no cached rate in the table: cached input is billed as what it is). Per turn:
+    # input 24 * 0.5 + 310 * 3 = 942, output 420 * 12 = 5040, total 5982 micro-dollars.
+    for inference in recorder.named("realtime_inference"):
+        assert inference.attributes["voice.cost.input_usd"] == pytest.approx(942e-6)
+        assert inference.attributes["voice.cost.output_usd"] == pytest.approx(5040e-6)
+        assert inference.attributes["voice.cost.total_usd"] == pytest.approx(5982e-6)
+        assert inference.attributes["voice.cost.output_audio_usd"] == pytest.approx(5040e-6)
+        assert inference.attributes["voice.cost.estimated"] is False
+    root = recorder.named("voice_session")[0]
+    assert root.attributes["voice.cost.total_usd"] == pytest.approx(2 * 5982e-6)
+    cost = summarize(r.state)["cost"]
+    assert isinstance(cost, dict) and cost["total_usd"] == pytest.approx(2 * 5982e-6) and cost["currency"] == "USD"
+
+
+def test_turn_without_usage_is_estimated_from_audio_and_unknown_model_is_not_priced(recorder: Recorder) -> None:
+    from gateway.pricing import Pricer
+
+    pricer = Pricer()
+    state = new_state()
+    state.model = "gemini-live-2.5-flash"
+    r = Run(SessionMachine(MachineOptions(pricer=pricer)), recorder, state)
+    r.send("user.speech_start")
+    r.send("user.speech_end", 2000)  # 2 s of user audio: 64 tokens at 32 tokens/s
+    r.send("model.audio_start", 300)
+    r.send("model.turn_complete", 1000)  # 1 s of model audio: 32 tokens
+    r.end()
+    inference = recorder.named("realtime_inference")[0]
+    assert inference.attributes["voice.cost.estimated"] is True
+    assert inference.attributes["voice.cost.total_usd"] == pytest.approx((64 * 3 + 32 * 12) / 1e6)
+
+    other = Recorder()
+    unknown = new_state()
+    unknown.model = "no-such-model-anywhere"
+    r2 = Run(SessionMachine(MachineOptions(pricer=pricer)), other, unknown)
+    r2.send("model.response_start")
+    r2.send("model.usage", usage={"input_tokens": 10, "output_tokens": 10})
+    r2.send("model.turn_complete")
+    r2.end()
+    assert not [k for s in other.spans() for k in (s.attributes or {}) if k.startswith("voice.cost")]
+    assert sum(pricer.unknown_models.values()) == 1

@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway import events as ev
 from gateway import semconv as sc
+from gateway.pricing import Cost, Pricer
 from gateway.redact import truncate
 from gateway.sessions.state import (
     Attrs,
@@ -50,6 +51,7 @@ class MachineOptions:
     max_attribute_length: int = 8192
     # Each turn its own trace, linked to the session root, for backends that cap a trace's size or age.
     per_turn_traces: bool = False
+    pricer: Pricer | None = None
 
     @classmethod
     def capture_all(cls, **kwargs: Any) -> MachineOptions:
@@ -201,6 +203,7 @@ class SessionMachine:
             turn.user_text.extend(pending.text)
             if pending.end_ns is not None:
                 turn.speech_end_ns = pending.end_ns
+                turn.user_audio_ms += (pending.end_ns - pending.start_ns) / 1e6
                 turn.speech_end_source = pending.source
                 out.append(self._finish(state, speech, pending.end_ns))
             else:
@@ -234,6 +237,10 @@ class SessionMachine:
             if turn.usage is not None:
                 inf.attributes.update(turn.usage.span_attributes())
                 inf.attributes[sc.VOICE_USAGE_REPORTS] = turn.usage_reports
+            cost = self._turn_cost(state, turn, t)
+            if cost is not None:
+                inf.attributes.update(cost.span_attributes())
+                state.cost_total = cost if state.cost_total is None else state.cost_total + cost
             if capture and turn.user_text:
                 inf.attributes[sc.GEN_AI_INPUT_MESSAGES] = self._messages("user", turn.user_text)
             if capture and turn.model_text:
@@ -269,6 +276,18 @@ class SessionMachine:
 
     def _text(self, value: str) -> str:
         return truncate(value, self.options.max_attribute_length)
+
+    def _turn_cost(self, state: SessionState, turn: TurnState, t: int) -> Cost | None:
+        pricer = self.options.pricer
+        if pricer is None:
+            return None
+        if turn.usage is not None:
+            return pricer.price(state.provider, state.model, turn.usage)
+        # No usage reported: estimate from how long each side spoke (the model from its first audio).
+        model_audio_ms = (t - turn.first_audio_ns) / 1e6 if turn.first_audio_ns is not None else 0.0
+        if not turn.user_audio_ms and not model_audio_ms:
+            return None
+        return pricer.estimate_from_audio(state.provider, state.model, turn.user_audio_ms, model_audio_ms)
 
     def _append_text(self, texts: list[str], text: str) -> None:
         if sum(map(len, texts)) < MAX_TEXT_CHARS:
@@ -338,6 +357,7 @@ class SessionMachine:
             state.pending_speech.source = e.source or "client_vad"
         elif state.turn is not None and state.turn.speech is not None:
             out.append(self._finish(state, state.turn.speech, t))
+            state.turn.user_audio_ms += (t - state.turn.speech.start_ns) / 1e6
             state.turn.speech = None
             state.turn.speech_end_ns = t
             state.turn.speech_end_source = e.source or "client_vad"
@@ -535,6 +555,8 @@ class SessionMachine:
             attrs[sc.VOICE_LATENCY_TTFA_P50_MS] = percentile(state.first_audio_ms, 50)
             attrs[sc.VOICE_LATENCY_TTFA_P95_MS] = percentile(state.first_audio_ms, 95)
         attrs.update(state.usage_total.span_attributes())
+        if state.cost_total is not None:
+            attrs.update(state.cost_total.span_attributes())
         if self.options.transcripts and state.transcript:
             # Whole lines are dropped from the end rather than cutting the JSON.
             lines = list(state.transcript)
@@ -589,5 +611,5 @@ def summarize(state: SessionState) -> dict[str, object]:
             },
         },
         "tool_errors": state.tool_error_count,
-        "cost": None,
+        "cost": state.cost_total.to_json() if state.cost_total is not None else None,
     }

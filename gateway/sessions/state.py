@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.pricing import Cost
 from gateway.usage import Usage
 
 AttrValue = str | bool | int | float | list[str]
@@ -89,6 +90,7 @@ class TurnState:
     first_audio_ns: int | None = None
     first_playback_ns: int | None = None
     finish_reason: str = "stop"
+    user_audio_ms: float = 0.0  # speech durations, for estimating cost when no usage is reported
 
 
 @dataclass(slots=True)
@@ -134,6 +136,7 @@ class SessionState:
     last_turn_end_ns: int | None = None
     first_audio_ms: list[float] = field(default_factory=list)  # per turn, for the session's percentiles
     usage_total: Usage = field(default_factory=Usage)
+    cost_total: Cost | None = None
     last_turn_usage: Usage | None = None
     transcript: list[dict[str, str | int]] = field(default_factory=list)
     held_spans: list[FinishedSpan] = field(default_factory=list)  # unsampled, kept in case it ends in error
