@@ -8,6 +8,7 @@ opentelemetry-proto. What the tests assert is what crossed two real OTLP hops.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import socket
 import subprocess
@@ -75,6 +76,7 @@ class Sink:
         self.requests: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.metric_points: list[MetricPoint] = []
+        self.scores: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -89,7 +91,11 @@ class Sink:
                 elif encoding == "deflate":
                     body = zlib.decompress(body)
                 sink.paths.append(self.path)
-                if self.path.endswith("/v1/metrics"):
+                if self.path.endswith("/scores"):
+                    with sink._cond:
+                        sink.scores.append(json.loads(body))
+                        sink._cond.notify_all()
+                elif self.path.endswith("/v1/metrics"):
                     metrics = ExportMetricsServiceRequest()
                     metrics.ParseFromString(body)
                     sink.add_metrics(metrics)

@@ -70,8 +70,16 @@ def test_one_session_reaches_otlp_and_langfuse_whole(
         lf = langfuse_sink.trace(s["trace_id"])
     assert {x.span_id for x in otlp} == {x.span_id for x in lf}
     assert len(otlp) == 12
-    assert set(langfuse_sink.paths) == {"/api/public/otel/v1/traces"}
+    assert set(langfuse_sink.paths) == {"/api/public/otel/v1/traces", "/api/public/scores"}
     token = base64.b64encode(f"{PUBLIC}:{SECRET}".encode()).decode()
+    deadline = time.monotonic() + 10
+    while len(langfuse_sink.scores) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    scores = {x["name"]: x for x in langfuse_sink.scores if x["traceId"] == s["trace_id"]}
+    assert scores["voice_session_outcome"]["value"] == "completed"
+    assert scores["voice_interruption_rate"]["value"] == pytest.approx(1 / 3)
+    assert scores["voice_tool_error_count"]["value"] == 0
+    # Span requests (the sink records headers of OTLP requests only).
     assert all(h["authorization"] == f"Basic {token}" and h["x-langfuse-ingestion-version"] == "4"
                and h["content-type"] == "application/x-protobuf" for h in langfuse_sink.requests)
     # The OTLP side stays clean semantic-convention spans.

@@ -1,10 +1,12 @@
-"""The Langfuse exporter against a local server that plays Langfuse's OTel endpoint."""
+"""The Langfuse exporter against a local server that plays Langfuse's OTel and score endpoints."""
 
 from __future__ import annotations
 
 import base64
 import gzip
 import json
+import math
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -35,6 +37,14 @@ from gateway.exporters.langfuse import LangfuseSpanExporter, langfuse_environmen
 PUBLIC_KEY = "pk-lf-test"
 SECRET_KEY = "sk-lf-test"
 PATH = "/api/public/otel/v1/traces"
+SCORES_PATH = "/api/public/scores"
+# CreateScoreRequest (Langfuse fern/apis/server/definition/scores.yml): every field a client may send.
+SCORE_FIELDS = frozenset(
+    {
+        "id", "traceId", "sessionId", "observationId", "datasetRunId", "name", "value", "comment", "metadata",
+        "environment", "queueId", "dataType", "configId", "source",
+    }
+)
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
 MS = 1_000_000
 AGENT = "concierge"
@@ -79,13 +89,24 @@ class Received:
 
 
 class FakeLangfuse:
-    """Checks what Langfuse checks (path, Basic auth, ingestion version, protobuf) and records the spans."""
+    """Checks what Langfuse checks (path, Basic auth, ingestion version, protobuf) and records the spans.
+
+    ``POST /api/public/scores`` is served too: it checks auth, JSON and the CreateScoreRequest shape, records
+    every request body in ``score_posts`` and keeps ``scores`` by id, upserting as Langfuse does. ``score_mode``
+    ``"drop"`` closes the connection without an answer, ``"hang"`` answers only once ``release`` is set.
+    """
 
     def __init__(self, public_key: str = PUBLIC_KEY, secret_key: str = SECRET_KEY) -> None:
         self.status = 200
         self.spans: dict[str, Received] = {}
         self.headers: list[dict[str, str]] = []
         self.problems: list[str] = []
+        self.score_status = 200
+        self.score_mode = "answer"
+        self.release = threading.Event()
+        self.score_headers: list[dict[str, str]] = []
+        self.score_posts: list[dict[str, Any]] = []
+        self.scores: dict[str, dict[str, Any]] = {}
         token = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
         fake = self
 
@@ -93,6 +114,9 @@ class FakeLangfuse:
             def do_POST(self) -> None:
                 headers = {key.lower(): value for key, value in self.headers.items()}
                 body = self.rfile.read(int(headers.get("content-length", "0")))
+                if self.path == SCORES_PATH:
+                    self.score(headers, body)
+                    return
                 fake.headers.append(headers)
                 problems = fake.check(self.path, headers, token)
                 try:
@@ -111,6 +135,32 @@ class FakeLangfuse:
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 self.wfile.write(reply)
+
+            def score(self, headers: dict[str, str], body: bytes) -> None:
+                fake.score_headers.append(headers)
+                if fake.score_mode == "drop":
+                    self.close_connection = True
+                    return
+                if fake.score_mode == "hang":
+                    fake.release.wait(10)
+                problems = fake.check_score(headers, body, token)
+                fake.problems.extend(problems)
+                if problems:
+                    status = 401 if any("auth" in p for p in problems) else 400
+                    reply: dict[str, Any] = {"message": "; ".join(problems)}
+                else:
+                    score = json.loads(body)
+                    fake.score_posts.append(score)
+                    status = fake.score_status
+                    if status == 200:
+                        fake.scores[score["id"]] = score
+                    reply = {"id": score["id"]} if status == 200 else {"message": "Internal Server Error"}
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -135,6 +185,41 @@ class FakeLangfuse:
             problems.append(f"content-encoding {headers.get('content-encoding')}")
         return problems
 
+    @staticmethod
+    def check_score(headers: dict[str, str], body: bytes, token: str) -> list[str]:
+        problems = []
+        if headers.get("authorization") != f"Basic {token}":
+            problems.append(f"score auth {headers.get('authorization')}")
+        if not headers.get("content-type", "").startswith("application/json"):
+            problems.append(f"score content-type {headers.get('content-type')}")
+        try:
+            score = json.loads(body)
+        except ValueError as error:
+            return [*problems, f"score body is not JSON: {error}"]
+        if not isinstance(score, dict):
+            return [*problems, f"score body is not an object: {score!r}"]
+        problems += [f"unknown score field {key}" for key in sorted(set(score) - SCORE_FIELDS)]
+        if not isinstance(score.get("name"), str) or not score["name"]:
+            problems.append(f"score name {score.get('name')!r}")
+        if not isinstance(score.get("traceId"), str) or not re.fullmatch(r"[0-9a-f]{32}", score["traceId"]):
+            problems.append(f"score traceId {score.get('traceId')!r}")
+        for key in ("id", "comment", "environment", "observationId"):
+            if key in score and not isinstance(score[key], str):
+                problems.append(f"score {key} {score[key]!r}")
+        environment = score.get("environment")
+        if isinstance(environment, str) and not re.fullmatch(r"(?!langfuse)[a-z0-9_-]+", environment):
+            problems.append(f"score environment {environment!r}")
+        value, data_type = score.get("value"), score.get("dataType")
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        valid = {
+            "NUMERIC": number,
+            "CATEGORICAL": isinstance(value, str) and bool(value),
+            "BOOLEAN": number and value in (0, 1),
+        }
+        if not (isinstance(data_type, str) and valid.get(data_type, False)):
+            problems.append(f"score value {value!r} for dataType {data_type!r}")
+        return problems
+
     def record(self, request: ExportTraceServiceRequest) -> None:
         for resource_spans in request.resource_spans:
             resource = {a.key: value_of(a.value) for a in resource_spans.resource.attributes}
@@ -153,6 +238,7 @@ class FakeLangfuse:
                     )
 
     def close(self) -> None:
+        self.release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()

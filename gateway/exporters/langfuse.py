@@ -3,8 +3,10 @@
 Registered as ``langfuse`` in the ``opentelemetry_traces_exporter`` entry-point group. The declarative
 config passes ``host``, ``public_key``, ``secret_key``, ``timeout`` (ms) and ``compression`` (``gzip`` or
 ``none``); each falls back to ``LANGFUSE_BASE_URL`` / ``LANGFUSE_HOST``, ``LANGFUSE_PUBLIC_KEY`` and
-``LANGFUSE_SECRET_KEY``, then to a default. ``OTEL_EXPORTER_OTLP_*`` variables configure the ``otlp``
-exporter: their endpoint, headers, timeout, compression and CA file never reach Langfuse.
+``LANGFUSE_SECRET_KEY``, then to a default. Session scores take ``scores`` (default true) and ``scores_host``
+(Langfuse's own URL, for when ``host`` is a collector that relays only the OTel path; default ``host``).
+``OTEL_EXPORTER_OTLP_*`` variables configure the ``otlp`` exporter: their endpoint, headers, timeout,
+compression and CA file never reach Langfuse.
 
 The translation runs on this exporter's path only: every span is copied with the Langfuse attributes added,
 so the other exporters keep clean semantic-convention spans.
@@ -16,6 +18,9 @@ so the other exporters keep clean semantic-convention spans.
     anything else          span
     every span             langfuse.trace.name, session.id, user.id, langfuse.trace.tags,
                            langfuse.environment, langfuse.release, level ERROR + status_message on error
+
+Once a batch holding a ``voice_session`` root has been exported, the root's scores (outcome, interruption rate,
+time-to-first-audio p95, tool errors) are posted to ``/api/public/scores``: see ``langfuse_scores``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from opentelemetry.util.types import AttributeValue
 
 from gateway import semconv as sc
 from gateway.errors import ConfigError
+from gateway.exporters.langfuse_scores import ScorePoster, ScoreStats
 
 _logger = logging.getLogger(__name__)
 
@@ -81,7 +87,9 @@ VOICE_COST_TOTAL_USD: Final = "voice.cost.total_usd"
 _ENV_INVALID_RUN = re.compile(r"[^a-z0-9_-]+")
 _ENV_RESERVED_PREFIX = re.compile(r"^(?:langfuse[-_]?)+")
 _ENV_MAX_LEN: Final = 40
-_SETTINGS: Final = ("host", "public_key", "secret_key", "timeout", "compression")
+_SETTINGS: Final = ("host", "public_key", "secret_key", "timeout", "compression", "scores", "scores_host")
+_TRUE: Final = frozenset({"true", "1", "yes", "on"})
+_FALSE: Final = frozenset({"false", "0", "no", "off"})
 
 
 class LangfuseSpanExporter(SpanExporter):
@@ -94,6 +102,8 @@ class LangfuseSpanExporter(SpanExporter):
         secret_key: str | None = None,
         timeout: float | str | None = None,
         compression: str | None = None,
+        scores: bool | str | None = None,
+        scores_host: str | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -101,17 +111,18 @@ class LangfuseSpanExporter(SpanExporter):
             name = sorted(unknown)[0]
             raise ConfigError(name, f"unknown setting for the langfuse exporter; expected one of {_SETTINGS}")
         public, secret = _api_keys(public_key, secret_key)
-        endpoint = _base_url(host) + OTEL_TRACES_PATH
+        base_url = _base_url(host)
         token = base64.b64encode(f"{public}:{secret}".encode()).decode("ascii")
         headers = {"authorization": f"Basic {token}", "x-langfuse-ingestion-version": INGESTION_VERSION}
         gzip = _gzip(compression)
+        timeout_s = _timeout_seconds(timeout)
         delegate = OTLPSpanExporter(
-            endpoint=endpoint,
+            endpoint=base_url + OTEL_TRACES_PATH,
             # Otherwise the stock exporter takes its CA file from OTEL_EXPORTER_OTLP_CERTIFICATE, which names
             # the collector's (often private) CA and would fail TLS against Langfuse.
             certificate_file=certifi.where(),
             headers=headers,
-            timeout=_timeout_seconds(timeout),
+            timeout=timeout_s,
             compression=Compression.Gzip if gzip else Compression.NoCompression,
         )
         # The stock exporter merges OTEL_EXPORTER_OTLP_(TRACES_)HEADERS into every request. Those carry the
@@ -125,23 +136,41 @@ class LangfuseSpanExporter(SpanExporter):
             pinned["content-encoding"] = "gzip"
         client._headers = pinned
         self._delegate: SpanExporter = delegate
+        self._scores: ScorePoster | None = None
+        if _flag("scores", scores):
+            scores_url = _http_url("scores_host", _clean(scores_host)) or base_url
+            self._scores = ScorePoster(scores_url, f"Basic {token}", timeout_s)
         self._shut_down = False
+
+    @property
+    def score_stats(self) -> ScoreStats:
+        """Scores posted, failed, and roots skipped as already scored, since this exporter started."""
+        return self._scores.stats if self._scores is not None else ScoreStats()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            return self._delegate.export([langfuse_view(span) for span in spans])
+            views = [langfuse_view(span) for span in spans]
+            result = self._delegate.export(views)
         except Exception:
             _logger.exception("Langfuse export of %d span(s) failed", len(spans))
             return SpanExportResult.FAILURE
+        if result is SpanExportResult.SUCCESS and self._scores is not None:
+            # Scores follow spans that arrived; their own failures are logged and counted, never returned.
+            self._scores.post(views)
+        return result
 
     def shutdown(self) -> None:
         if self._shut_down:
             return
         self._shut_down = True
-        try:
-            self._delegate.shutdown()
-        except Exception:
-            _logger.exception("Langfuse exporter shutdown failed")
+        closers = [self._delegate.shutdown]
+        if self._scores is not None:
+            closers.append(self._scores.close)
+        for close in closers:
+            try:
+                close()
+            except Exception:
+                _logger.exception("Langfuse exporter shutdown failed")
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._delegate.force_flush(timeout_millis)
@@ -393,11 +422,26 @@ def _base_url(host: str | None) -> str:
         ("LANGFUSE_BASE_URL", _clean(os.environ.get("LANGFUSE_BASE_URL"))),
         ("LANGFUSE_HOST", _clean(os.environ.get("LANGFUSE_HOST"))),
     ):
-        if value is not None:
-            if not value.startswith(("http://", "https://")):
-                raise ConfigError(key, f"expected an http(s) URL, got {value!r}")
-            return value.rstrip("/")
+        if (url := _http_url(key, value)) is not None:
+            return url
     return DEFAULT_HOST
+
+
+def _http_url(key: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(key, f"expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _flag(key: str, value: bool | str | None) -> bool:
+    if value is None or isinstance(value, bool):
+        return value is not False
+    text = str(value).strip().lower()
+    if text not in _TRUE | _FALSE:
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    return text in _TRUE
 
 
 def _setting(argument: str | None, env: str) -> str | None:
