@@ -19,6 +19,9 @@ T = TypeVar("T")
 
 
 class SessionStore(Protocol):
+    # A durable store keeps sessions across restarts (or for other replicas): shutdown leaves them open.
+    durable: bool
+
     async def create(self, state: SessionState) -> bool:
         """Store a new session; False if the id is taken."""
         ...
@@ -33,6 +36,8 @@ class SessionStore(Protocol):
 
     async def ids(self) -> list[str]: ...
 
+    async def count_active(self) -> int: ...
+
     async def expired(self, idle_before_ns: int, started_before_ns: int, ended_before_ns: int) -> list[str]:
         """Sessions idle since before the first bound, started before the second, or ended before the third."""
         ...
@@ -43,13 +48,17 @@ class SessionStore(Protocol):
 class MemoryStore:
     """Process-local store: fastest, lost on restart, not shared between replicas."""
 
+    durable = False
+
     def __init__(self) -> None:
         self._sessions: dict[str, SessionState] = {}
+        self._active = 0
 
     async def create(self, state: SessionState) -> bool:
         if state.session_id in self._sessions:
             return False
         self._sessions[state.session_id] = state
+        self._active += not state.ended
         return True
 
     async def get(self, session_id: str) -> SessionState | None:
@@ -57,13 +66,23 @@ class MemoryStore:
 
     async def mutate(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
         state = self._sessions.get(session_id)
-        return None if state is None else fn(state)
+        if state is None:
+            return None
+        was_ended = state.ended
+        result = fn(state)
+        self._active -= state.ended and not was_ended
+        return result
 
     async def remove(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
+        state = self._sessions.pop(session_id, None)
+        if state is not None and not state.ended:
+            self._active -= 1
 
     async def ids(self) -> list[str]:
         return list(self._sessions)
+
+    async def count_active(self) -> int:
+        return self._active
 
     async def expired(self, idle_before_ns: int, started_before_ns: int, ended_before_ns: int) -> list[str]:
         out = []
@@ -77,3 +96,24 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._sessions.clear()
+        self._active = 0
+
+
+def open_store(url: str) -> SessionStore:
+    """``memory``, ``sqlite:///path/to/file.db`` or ``redis://host:port/db``."""
+    from gateway.errors import ConfigError
+
+    if url in ("", "memory"):
+        return MemoryStore()
+    if url.startswith("sqlite://"):
+        from gateway.sessions.sqlite_store import SqliteStore
+
+        path = url.removeprefix("sqlite://")
+        if not path:
+            raise ConfigError("session_store", "sqlite needs a path: sqlite:///var/lib/vtg/sessions.db")
+        return SqliteStore(path)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from gateway.sessions.redis_store import RedisStore
+
+        return RedisStore(url)
+    raise ConfigError("session_store", f"unknown store {url!r}: expected memory, sqlite:///path or redis://host/db")
