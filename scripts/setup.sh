@@ -21,6 +21,7 @@ if [ "${1:-}" = "--with-test-system-packages" ]; then
   missing=()
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

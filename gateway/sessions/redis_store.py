@@ -12,6 +12,8 @@ it open, so only one emits its spans.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -33,6 +35,10 @@ return 0
 """
 
 
+class _CountedLock(asyncio.Lock):
+    users = 0
+
+
 class StoreContention(RuntimeError):
     """A session changed under every attempt to update it: far more concurrent writers than a session has."""
 
@@ -48,6 +54,7 @@ class RedisStore:
         self._ended = f"{prefix}ended"
         self._max_attempts = max_attempts
         self._create = self._redis.register_script(_CREATE)
+        self._locks: dict[str, _CountedLock] = {}
 
     def _key(self, session_id: str) -> str:
         return f"{self._prefix}s:{session_id}"
@@ -62,9 +69,22 @@ class RedisStore:
         return decode(cast(bytes, data)) if data is not None else None
 
     async def mutate(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
+        # Updates of one session from this process queue here, so the optimistic transaction only ever
+        # races the other replicas, not this one's own concurrent requests.
+        lock = self._locks.setdefault(session_id, _CountedLock())
+        lock.users += 1
+        try:
+            async with lock:
+                return await self._transaction(session_id, fn)
+        finally:
+            lock.users -= 1
+            if not lock.users:
+                self._locks.pop(session_id, None)
+
+    async def _transaction(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
         key = self._key(session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            for _ in range(self._max_attempts):
+            for attempt in range(self._max_attempts):
                 try:
                     await pipe.watch(key)
                     data = await pipe.get(key)
@@ -84,7 +104,7 @@ class RedisStore:
                     await pipe.execute()
                     return result
                 except WatchError:
-                    continue
+                    await asyncio.sleep(random.uniform(0, 0.001 * (attempt + 1)))
         raise StoreContention(f"session {session_id!r} kept changing during {self._max_attempts} attempts")
 
     async def remove(self, session_id: str) -> None:
