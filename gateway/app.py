@@ -66,6 +66,7 @@ def create_app(
     for info in telemetry.exporters:
         if isinstance(info.processor, RetryingBatchProcessor):
             metrics.queue_depth.labels(info.name).set_function(info.processor.queue_depth)
+            metrics.spooled_batches.labels(info.name).set_function(info.processor.spooled_batches)
     emitter = SpanEmitter(telemetry.provider)
     if telemetry.disabled:
         emitter.sampler.delegate = ALWAYS_OFF

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 
 from gateway.export_queue import RetryingBatchProcessor
 from gateway.metrics import GatewayMetrics
+from gateway.spool import Spool
 
 log = logging.getLogger("gateway.export")
 
@@ -110,6 +112,8 @@ class BatchSettings:
     export_timeout_millis: int | None = None
     retry_max_elapsed_s: float = 600.0
     retry_max_backoff_s: float = 30.0
+    spool_dir: str = ""  # a directory per exporter under it; empty: no spool
+    spool_max_bytes: int = 256 * 1024 * 1024
 
 
 def attach(
@@ -118,9 +122,14 @@ def attach(
     exporter: SpanExporter,
     metrics: GatewayMetrics,
     batch: BatchSettings | None = None,
+    taken: list[ExporterInfo] | None = None,
 ) -> ExporterInfo:
-    """Put one exporter behind its own processor on the provider (``batch=None``: a synchronous one)."""
-    name = kind
+    """Put one exporter behind its own processor on the provider (``batch=None``: a synchronous one).
+
+    Two backends of one kind (two OTLP collectors) get distinct names (``otlp_http_2``) for their metric
+    labels and spool directories."""
+    same = sum(1 for info in taken or [] if info.kind == kind)
+    name = f"{kind}_{same + 1}" if same else kind
     wrapped = InstrumentedExporter(name, exporter, metrics)
     processor: SpanProcessor
     if batch is not None:
@@ -131,6 +140,7 @@ def attach(
             schedule_delay_millis=batch.schedule_delay_millis,
             retry_max_elapsed_s=batch.retry_max_elapsed_s,
             retry_max_s=batch.retry_max_backoff_s,
+            spool=Spool(Path(batch.spool_dir) / name, batch.spool_max_bytes) if batch.spool_dir else None,
         )
         settings: dict[str, object] = {k: v for k, v in asdict(batch).items() if v is not None}
     else:
@@ -139,19 +149,3 @@ def attach(
         settings = {"processor": "simple"}
     provider.add_span_processor(processor)
     return ExporterInfo(name, kind, endpoint_of(exporter), processor, settings)
-
-
-def unique_names(infos: list[ExporterInfo]) -> None:
-    """Two backends of one kind (two OTLP collectors) need distinct metric labels."""
-    seen: dict[str, int] = {}
-    for info in infos:
-        n = seen.get(info.kind, 0)
-        seen[info.kind] = n + 1
-        if n:
-            info.name = f"{info.kind}_{n + 1}"
-            processor = info.processor
-            if isinstance(processor, RetryingBatchProcessor):
-                processor.name = info.name
-            exporter = getattr(processor, "exporter", None) or getattr(processor, "span_exporter", None)
-            if isinstance(exporter, InstrumentedExporter):
-                exporter.name = info.name

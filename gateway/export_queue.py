@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from gateway.metrics import GatewayMetrics
+from gateway.spool import Spool
 
 log = logging.getLogger("gateway.export")
 
@@ -51,6 +52,7 @@ class RetryingBatchProcessor(SpanProcessor):
         retry_initial_s: float = 1.0,
         retry_max_s: float = 30.0,
         retry_max_elapsed_s: float = 600.0,
+        spool: Spool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.exporter = exporter
@@ -63,6 +65,8 @@ class RetryingBatchProcessor(SpanProcessor):
         self.retry_max_s = retry_max_s
         self.retry_max_elapsed_s = retry_max_elapsed_s
         self._clock = clock
+        self._spool = spool
+        self._spool_attempt = 0
         self._queue: deque[ReadableSpan] = deque()
         self._in_flight: list[ReadableSpan] = []
         self._cond = threading.Condition()
@@ -92,6 +96,11 @@ class RetryingBatchProcessor(SpanProcessor):
     def queue_depth(self) -> int:
         return len(self._queue) + len(self._in_flight)
 
+    def spooled_batches(self) -> int:
+        return len(self._spool) if self._spool is not None else 0
+
+    _spooled = spooled_batches
+
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export what is queued now; False if the backend did not take it all in time."""
         deadline = self._clock() + timeout_millis / 1000
@@ -104,19 +113,28 @@ class RetryingBatchProcessor(SpanProcessor):
                 if left <= 0 or not self._worker.is_alive():
                     return False
                 self._cond.wait(min(left, 0.1))
-        return self.queue_depth() == 0
+        return self.queue_depth() == 0 and not self._spooled()
 
     def shutdown(self, timeout_millis: int = 10000) -> None:
         flushed = self.force_flush(timeout_millis)
         with self._cond:
             self._shutdown = True
-            lost = len(self._queue) + len(self._in_flight)
+            left = list(self._queue)
             self._queue.clear()
             self._cond.notify_all()
         self._worker.join(timeout=5)
-        if not flushed and lost:
-            log.warning("exporter %s: %d spans could not be delivered before shutdown", self.name, lost)
-            self._metrics.spans_dropped.labels(self.name).inc(lost)
+        if not flushed and left:
+            # With a spool, what the backend could not take waits on disk for the next start.
+            kept = 0
+            for start in range(0, len(left) if self._spool is not None else 0, self.max_batch):
+                chunk = left[start:start + self.max_batch]
+                if self._spool is not None and self._spool.put(chunk):
+                    kept += len(chunk)
+            if kept:
+                log.warning("exporter %s: %d spans spooled to disk at shutdown", self.name, kept)
+            if len(left) - kept:
+                log.warning("exporter %s: %d spans could not be delivered before shutdown", self.name, len(left) - kept)
+                self._metrics.spans_dropped.labels(self.name).inc(len(left) - kept)
         self.exporter.shutdown()
 
     # -- worker -------------------------------------------------------------------------------------
@@ -142,14 +160,16 @@ class RetryingBatchProcessor(SpanProcessor):
 
     def _done_flush(self, ticket: int) -> None:
         with self._cond:
-            if not self._queue and ticket > self._flushed:
+            if not self._queue and not self._spooled() and ticket > self._flushed:
                 self._flushed = ticket
                 self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
             batch, ticket = self._take()
-            if batch:
+            if self._spool is not None:
+                self._deliver_spooling(batch)
+            elif batch:
                 self._deliver(batch)
             with self._cond:
                 self._in_flight = []
@@ -158,6 +178,56 @@ class RetryingBatchProcessor(SpanProcessor):
                     self._cond.notify_all()
                     return
             self._done_flush(ticket)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep unless a flush or shutdown comes first; True when shutting down."""
+        with self._cond:
+            ticket = self._flush_requested
+            end = self._clock() + seconds
+            while not self._shutdown and self._flush_requested == ticket and self._clock() < end:
+                self._cond.wait(end - self._clock())
+            return self._shutdown
+
+    def _deliver_spooling(self, batch: list[ReadableSpan]) -> None:
+        """With a spool: a batch the backend does not take goes to disk at once, and the disk is replayed
+        oldest first; while anything waits there, new batches queue behind it on disk, keeping order."""
+        assert self._spool is not None
+        if batch and (self._spooled() or not self._export_once(batch)):
+            self._to_spool(batch)
+        while (item := self._spool.oldest()) is not None:
+            path, spans = item
+            if self._export_once(spans):
+                self._spool.remove(path)
+                self._spool_attempt = 0
+                continue
+            if permanent_failure(self.exporter):
+                self._spool.remove(path)
+                continue
+            backoff = min(self.retry_max_s, self.retry_initial_s * 2**self._spool_attempt) * random.uniform(0.5, 1)
+            self._spool_attempt += 1
+            self._metrics.export_retries.labels(self.name).inc()
+            log.warning("exporter %s: backend away; %d batches spooled, next try in %.1f s",
+                        self.name, len(self._spool), backoff)
+            self._wait(backoff)
+            return  # back to the loop: what queued meanwhile is spooled behind, then the replay resumes
+
+    def _export_once(self, batch: list[ReadableSpan]) -> bool:
+        with self._export_lock:
+            result = self.exporter.export(batch)
+        if result == SpanExportResult.SUCCESS:
+            return True
+        if permanent_failure(self.exporter):
+            log.error("exporter %s: backend refused %d spans for good; dropped", self.name, len(batch))
+            self._metrics.spans_dropped.labels(self.name).inc(len(batch))
+        return False
+
+    def _to_spool(self, batch: list[ReadableSpan]) -> None:
+        assert self._spool is not None
+        if permanent_failure(self.exporter):
+            return  # already counted as dropped
+        if not self._spool.put(batch):
+            log.error("exporter %s: spool full (%d bytes); %d spans dropped", self.name, self._spool.bytes, len(batch))
+            self._metrics.spans_dropped.labels(self.name).inc(len(batch))
 
     def _deliver(self, batch: list[ReadableSpan]) -> None:
         started = self._clock()
@@ -182,11 +252,6 @@ class RetryingBatchProcessor(SpanProcessor):
             self._metrics.export_retries.labels(self.name).inc()
             log.warning("exporter %s: export failed; retry %d in %.1f s (%d spans waiting)",
                         self.name, attempt, backoff, self.queue_depth())
-            with self._cond:
-                # A flush or shutdown cuts the wait short: it wants one more try now, not later.
-                ticket = self._flush_requested
-                end = self._clock() + backoff
-                while not self._shutdown and self._flush_requested == ticket and self._clock() < end:
-                    self._cond.wait(end - self._clock())
-                if self._shutdown:
-                    return
+            # A flush or shutdown cuts the wait short: it wants one more try now, not later.
+            if self._wait(backoff):
+                return

@@ -48,5 +48,7 @@ class GatewayMetrics:
             "vtg_export_duration_seconds", "Duration of one export call", ["exporter"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.spooled_batches = Gauge("vtg_export_spooled_batches", "Batches waiting in an exporter's disk spool",
+                                     ["exporter"], registry=r)
         self.queue_depth = Gauge("vtg_export_queue_depth", "Spans waiting in an exporter's queue", ["exporter"],
                                  registry=r)

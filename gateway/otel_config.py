@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from gateway import __version__
 from gateway.errors import ConfigError
-from gateway.export import BatchSettings, ExporterInfo, attach, unique_names
+from gateway.export import BatchSettings, ExporterInfo, attach
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings, load_settings
 
@@ -110,7 +110,7 @@ def _from_file(path: str, env: Mapping[str, str], metrics: GatewayMetrics, overr
         )
     except ConfigurationError as exc:
         raise ConfigError("tracer_provider", str(exc)) from None
-    infos = []
+    infos: list[ExporterInfo] = []
     for index, processor in enumerate(tp.processors if tp is not None else []):
         key = f"tracer_provider.processors[{index}]"
         block = processor.batch or processor.simple
@@ -129,11 +129,9 @@ def _from_file(path: str, env: Mapping[str, str], metrics: GatewayMetrics, overr
             infos.append(attach(provider, kind, exporter, metrics, BatchSettings(
                 max_queue_size=b.max_queue_size, max_export_batch_size=b.max_export_batch_size,
                 schedule_delay_millis=b.schedule_delay, export_timeout_millis=b.export_timeout,
-                retry_max_elapsed_s=settings.export_retry_max_elapsed_s,
-                retry_max_backoff_s=settings.export_retry_max_backoff_s)))
+                **_durability(settings)), infos))
         else:
-            infos.append(attach(provider, kind, exporter, metrics, batch=None))
-    unique_names(infos)
+            infos.append(attach(provider, kind, exporter, metrics, None, infos))
     meters = None
     if config.meter_provider is not None:
         try:
@@ -160,6 +158,15 @@ def _otlp_from_env(env: Mapping[str, str]) -> tuple[str, SpanExporter]:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
     return "otlp_http", HttpExporter()
+
+
+def _durability(settings: GatewaySettings) -> dict[str, Any]:
+    return {
+        "retry_max_elapsed_s": settings.export_retry_max_elapsed_s,
+        "retry_max_backoff_s": settings.export_retry_max_backoff_s,
+        "spool_dir": settings.export_spool_dir,
+        "spool_max_bytes": settings.export_spool_max_bytes,
+    }
 
 
 _BSP_ENV = {
@@ -201,8 +208,7 @@ def _from_env(env: Mapping[str, str], metrics: GatewayMetrics, overrides: dict[s
     # The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK itself.
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     infos: list[ExporterInfo] = []
-    batch_settings = BatchSettings(**_bsp_from_env(env), retry_max_elapsed_s=settings.export_retry_max_elapsed_s,
-                                   retry_max_backoff_s=settings.export_retry_max_backoff_s)
+    batch_settings = BatchSettings(**{**_bsp_from_env(env), **_durability(settings)})
     names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
     for name in [] if disabled or names == ["none"] else names:
         exporter: SpanExporter
@@ -221,8 +227,7 @@ def _from_env(env: Mapping[str, str], metrics: GatewayMetrics, overrides: dict[s
             raise
         except Exception as exc:
             raise ConfigError(f"OTEL_TRACES_EXPORTER={name}", f"cannot create exporter: {exc}") from None
-        infos.append(attach(provider, kind, exporter, metrics, batch_settings))
-    unique_names(infos)
+        infos.append(attach(provider, kind, exporter, metrics, batch_settings, infos))
     source = "env" if names else "embedded defaults"
     meters, metric_names = (None, []) if disabled else _meters_from_env(env, names, resource)
     return Telemetry(provider, infos, settings, source, disabled=disabled, meter_provider=meters,

@@ -60,6 +60,9 @@ class GatewaySettings:
     # How long a failed export batch is retried before it is dropped (and counted).
     export_retry_max_elapsed_s: float = 600.0
     export_retry_max_backoff_s: float = 30.0
+    # A directory where batches a backend did not take wait on disk, across restarts; empty: off.
+    export_spool_dir: str = ""
+    export_spool_max_bytes: int = 256 * 1024 * 1024
     max_events_per_request: int = 500
     max_events_per_session: int = 50_000
     max_open_tools_per_session: int = 128
