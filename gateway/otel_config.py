@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
 from gateway import __version__
 from gateway.errors import ConfigError
@@ -160,6 +161,30 @@ def _otlp_from_env(env: Mapping[str, str]) -> tuple[str, SpanExporter]:
     return "otlp_http", HttpExporter()
 
 
+def _sampler_from_env(env: Mapping[str, str]) -> Sampler:
+    """OTEL_TRACES_SAMPLER(_ARG), as the SDK reads them, but from the mapping given (tests, embedding)."""
+    name = env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    raw_arg = env.get("OTEL_TRACES_SAMPLER_ARG")
+    ratio = 1.0
+    if raw_arg is not None:
+        try:
+            ratio = float(raw_arg)
+            if not 0 <= ratio <= 1:
+                raise ValueError
+        except ValueError:
+            log.warning("ignoring OTEL_TRACES_SAMPLER_ARG=%r: expected a ratio in [0, 1]; using 1.0", raw_arg)
+            ratio = 1.0
+    samplers: dict[str, Sampler] = {
+        "always_on": ALWAYS_ON, "always_off": ALWAYS_OFF, "traceidratio": TraceIdRatioBased(ratio),
+        "parentbased_always_on": ParentBased(ALWAYS_ON), "parentbased_always_off": ParentBased(ALWAYS_OFF),
+        "parentbased_traceidratio": ParentBased(TraceIdRatioBased(ratio)),
+    }
+    if name not in samplers:
+        log.warning("ignoring OTEL_TRACES_SAMPLER=%r; using parentbased_always_on", name)
+        name = "parentbased_always_on"
+    return samplers[name]
+
+
 def _durability(settings: GatewaySettings) -> dict[str, Any]:
     return {
         "retry_max_elapsed_s": settings.export_retry_max_elapsed_s,
@@ -205,8 +230,7 @@ def _from_env(env: Mapping[str, str], metrics: GatewayMetrics, overrides: dict[s
         attrs[SERVICE_NAME_KEY] = env["OTEL_SERVICE_NAME"]
     resource = Resource.create(attrs)
     disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-    # The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK itself.
-    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider = TracerProvider(resource=resource, sampler=_sampler_from_env(env), shutdown_on_exit=False)
     infos: list[ExporterInfo] = []
     batch_settings = BatchSettings(**{**_bsp_from_env(env), **_durability(settings)})
     names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]

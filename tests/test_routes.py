@@ -228,3 +228,23 @@ def test_shutdown_ends_open_sessions_with_gateway_shutdown() -> None:
     spans = {x["name"]: x for x in spans_of(client, s["trace_id"])}
     assert spans["voice_session"]["attributes"]["voice.session.end_reason"] == "gateway_shutdown"
     assert spans["invoke_agent"]["attributes"]["gen_ai.agent.invocation.end_reason"] == "session_closed"
+
+
+def test_a_ten_percent_sample_keeps_about_ten_percent_of_sessions_whole_and_none_partially() -> None:
+    with make_client(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.1",
+                     VTG_SESSION_CREATE_RATE_PER_CLIENT="0") as client:
+        sessions = []
+        for _ in range(300):
+            s = start(client)
+            client.post(f"/v1/sessions/{s['session_id']}/events", headers=auth(s), json={"events": [
+                {"type": "user.transcript", "id": "1", "text": "x"}, {"type": "model.response_start", "id": "2"},
+                {"type": "model.turn_complete", "id": "3"}]})
+            client.post(f"/v1/sessions/{s['session_id']}/end", json={}, headers=auth(s))
+            sessions.append(s)
+        kept = [s for s in sessions if s["sampled"]]
+        assert 10 <= len(kept) <= 55, f"{len(kept)} of 300 sampled at 10%"
+        for s in sessions:
+            names = sorted(x["name"] for x in spans_of(client, s["trace_id"]))
+            expected = ["invoke_agent", "realtime_inference", "voice_session"] if s["sampled"] else []
+            assert names == expected, "a session is traced whole or not at all"
+            assert s["traceparent"].endswith("-01" if s["sampled"] else "-00")
