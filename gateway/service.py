@@ -27,9 +27,10 @@ from gateway.metrics import GatewayMetrics
 from gateway.pricing import Pricer
 from gateway.redact import Redactor
 from gateway.security import ApiKeys, TokenSigner
-from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns, summarize
+from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
 from gateway.sessions.state import FinishedSpan, SessionState, TraceRef, new_span_id, new_trace_id
 from gateway.sessions.store import SessionStore
+from gateway.sessions.summary import summarize
 from gateway.settings import GatewaySettings
 from gateway.spans import SpanEmitter
 from gateway.voice_metrics import VoiceMetrics, session_labels

@@ -8,8 +8,9 @@ from conftest import Recorder
 from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.events import parse_event
-from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns, summarize
+from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
 from gateway.sessions.state import SessionState, TraceRef, new_span_id, new_trace_id
+from gateway.sessions.summary import summarize
 from gateway.simulate import gemini_usage
 
 T0 = 1_800_000_000_000_000_000  # ns

@@ -36,6 +36,7 @@ from gateway.sessions.state import (
     new_span_id,
     new_trace_id,
 )
+from gateway.sessions.summary import percentile, summarize
 from gateway.usage import Usage, normalize_usage
 
 MAX_ROOT_EVENTS = 128
@@ -571,45 +572,3 @@ class SessionMachine:
             sc.SPAN_SESSION, state.trace.root_span_id, state.trace.parent_span_id, state.start_ns,
             max(t, state.start_ns), "internal", attrs, tuple(state.root_events), error,
         )
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile: a value that occurred, which is what a reader of p95 of a few turns expects."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return ordered[int(rank) - 1]
-
-
-def summarize(state: SessionState) -> dict[str, object]:
-    """The running (or final) summary of a session, as the API returns it."""
-    u = state.usage_total
-    if state.turn is not None and state.turn.usage is not None:
-        u = u + state.turn.usage
-    end_ns = state.end_ns if state.end_ns is not None else state.last_event_ns
-    return {
-        "session_id": state.session_id,
-        "trace_id": state.trace.trace_id,
-        "duration_ms": round((end_ns - state.start_ns) / 1e6, 3),
-        "end_reason": state.end_reason,
-        "turns": state.turn_count,
-        "interruptions": state.interruption_count,
-        "tool_calls": state.tool_call_count,
-        "connections": state.connection_count,
-        "errors": state.error_count,
-        "usage": {
-            "input_tokens": u.input_tokens,
-            "output_tokens": u.output_tokens,
-            "cache_read_input_tokens": u.cache_read_input_tokens,
-            "input": {"text": u.input_text_tokens, "audio": u.input_audio_tokens, "image": u.input_image_tokens},
-            "output": {"text": u.output_text_tokens, "audio": u.output_audio_tokens},
-        },
-        "latency": {
-            "user_to_first_audio_ms": {
-                "p50": percentile(state.first_audio_ms, 50) if state.first_audio_ms else None,
-                "p95": percentile(state.first_audio_ms, 95) if state.first_audio_ms else None,
-                "turns_measured": len(state.first_audio_ms),
-            },
-        },
-        "tool_errors": state.tool_error_count,
-        "cost": state.cost_total.to_json() if state.cost_total is not None else None,
-    }
