@@ -28,6 +28,8 @@
  * break the app's own listeners).
  */
 
+import { makeGuard, makeRecorder } from "./common.js";
+
 const MAX_REASON = 1024;
 const MAX_MESSAGE = 4096;
 
@@ -111,30 +113,8 @@ export function createGeminiLiveAdapter(trace, options = {}) {
     turnCompleteReason: null,
   };
 
-  function record(type, fields, ts) {
-    if (st.detached) return null;
-    try {
-      return trace.record(type, fields, ts != null ? { ts } : undefined);
-    } catch (e) {
-      if (onInternalError) onInternalError(e);
-      return null;
-    }
-  }
-
-  function guard(fn) {
-    return function guarded(...args) {
-      try {
-        return fn.apply(this, args);
-      } catch (e) {
-        try {
-          if (onInternalError) onInternalError(e);
-        } catch (_) {
-          /* never into the app */
-        }
-        return undefined;
-      }
-    };
-  }
+  const record = makeRecorder(trace, st, onInternalError);
+  const guard = makeGuard(onInternalError);
 
   function resetGeneration() {
     st.responding = false;

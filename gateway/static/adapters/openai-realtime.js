@@ -25,6 +25,8 @@
  *   // or: const tracer = createOpenAIRealtimeAdapter(trace); ws.onmessage = (e) => tracer.handleServerEvent(e.data)
  */
 
+import { makeGuard, makeRecorder } from "./common.js";
+
 const MAX_MESSAGE = 4096;
 
 function parseMaybeJson(v) {
@@ -82,30 +84,8 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
     toolNames: new Map(),
   };
 
-  function record(type, fields, ts) {
-    if (st.detached) return null;
-    try {
-      return trace.record(type, fields, ts != null ? { ts } : undefined);
-    } catch (e) {
-      if (onInternalError) onInternalError(e);
-      return null;
-    }
-  }
-
-  function guard(fn) {
-    return function guarded(...args) {
-      try {
-        return fn.apply(this, args);
-      } catch (e) {
-        try {
-          if (onInternalError) onInternalError(e);
-        } catch (_) {
-          /* never into the app */
-        }
-        return undefined;
-      }
-    };
-  }
+  const record = makeRecorder(trace, st, onInternalError);
+  const guard = makeGuard(onInternalError);
 
   function resetTurn() {
     st.turnActive = false;

@@ -1,0 +1,32 @@
+// Shared by the adapters: an adapter must never throw into the app, whatever the provider sends it.
+
+/** A `record(type, fields, ts)` that goes quiet once `state.detached` and reports its own failures. */
+export function makeRecorder(trace, state, onInternalError) {
+  return function record(type, fields, ts) {
+    if (state.detached) return null;
+    try {
+      return trace.record(type, fields, ts != null ? { ts } : undefined);
+    } catch (e) {
+      if (onInternalError) onInternalError(e);
+      return null;
+    }
+  };
+}
+
+/** Wraps a handler so that an exception inside it is reported, not thrown into the caller. */
+export function makeGuard(onInternalError) {
+  return function guard(fn) {
+    return function guarded(...args) {
+      try {
+        return fn.apply(this, args);
+      } catch (e) {
+        try {
+          if (onInternalError) onInternalError(e);
+        } catch (_) {
+          /* never into the app */
+        }
+        return undefined;
+      }
+    };
+  };
+}
