@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -62,14 +63,14 @@ def create_app(
     telemetry = telemetry or load_telemetry(metrics=metrics)
     settings = telemetry.settings
     recent = RecentTraces(settings.recent_sessions)
-    telemetry.provider.add_span_processor(recent)
     for info in telemetry.exporters:
         if isinstance(info.processor, RetryingBatchProcessor):
             metrics.queue_depth.labels(info.name).set_function(info.processor.queue_depth)
             metrics.spooled_batches.labels(info.name).set_function(info.processor.spooled_batches)
-    emitter = SpanEmitter(telemetry.provider)
-    if telemetry.disabled:
-        emitter.sampler.delegate = ALWAYS_OFF
+    # The exporters' processors stay registered on the provider too, which flushes and shuts them down.
+    processors = [info.processor for info in telemetry.exporters] + [recent]
+    sampler = ALWAYS_OFF if telemetry.disabled else telemetry.provider.sampler
+    emitter = SpanEmitter(sampler, telemetry.provider.resource, processors)
     meters = telemetry.meter_provider
     voice = VoiceMetrics(meters.get_meter("voice-trace-gateway")) if meters is not None else None
     service = SessionService(settings, store or open_store(settings.session_store), emitter, metrics,
@@ -78,6 +79,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Everything alive now (modules, the price tables, the pipeline) lives as long as the process: keep it out
+        # of the collector's scans, and collect less often, so full collections stop pausing the event loop.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 20, 20)
         interval = min(settings.sweep_interval_s, max(settings.session_idle_timeout_s / 4, 0.05))
         sweeper = asyncio.create_task(sweep_forever(service, interval))
         app.state.ready, app.state.draining = True, False

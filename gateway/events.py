@@ -16,7 +16,7 @@ from gateway.errors import FieldError, ValidationFailed
 
 SessionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
-AttributeValue = str | int | float | bool
+AttributeValue = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool
 Attributes = dict[Annotated[str, StringConstraints(min_length=1, max_length=128)], AttributeValue]
 # Client time: ms since the epoch, or an RFC 3339 string.
 Timestamp = float | datetime
@@ -39,7 +39,7 @@ class SessionCreate(_Model):
     model: ShortText | None = None
     agent: ShortText | None = None
     tags: list[ShortText] = Field(default_factory=list, max_length=64)
-    attributes: Attributes = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict, max_length=64)
     client: ClientInfo | None = None
 
 
@@ -161,13 +161,13 @@ class SessionUpdate(_Event):
     type: Literal["session.update"]
     user_id: ShortText | None = None
     tags: list[ShortText] | None = Field(default=None, max_length=64)
-    attributes: Attributes | None = None
+    attributes: Attributes | None = Field(default=None, max_length=64)
 
 
 class Mark(_Event):
     type: Literal["mark"]
     name: ShortText
-    attributes: Attributes | None = None
+    attributes: Attributes | None = Field(default=None, max_length=32)
 
 
 Event = Annotated[
@@ -217,15 +217,26 @@ def _path(prefix: str, loc: tuple[int | str, ...]) -> str:
     return path
 
 
+_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "datetime", "none", "list", "dict"})
+
+
+def _union_member(part: int | str) -> bool:
+    return isinstance(part, str) and (part in _UNION_MEMBERS or "-" in part or "[" in part)
+
+
 def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
-    errors = []
+    """Pydantic's errors as (path, message), one per bad field: a value that fits no member of a union
+    gets one error, not one per member, and member tags never appear in a path."""
+    errors: dict[str, FieldError] = {}
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        # A discriminated union reports the member's tag in the location; it is noise for a client.
         if len(loc) > 1 and isinstance(loc[0], str) and loc[0] in EVENT_TYPES:
             loc = loc[1:]
-        errors.append(FieldError(_path(prefix, loc), err["msg"]))
-    return errors
+        while loc and _union_member(loc[-1]):
+            loc = loc[:-1]
+        path = _path(prefix, loc)
+        errors.setdefault(path, FieldError(path, err["msg"]))
+    return list(errors.values())
 
 
 def parse_event(raw: object, path: str) -> Event:

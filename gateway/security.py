@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -36,11 +37,15 @@ class IssuedToken:
 
 
 class TokenSigner:
-    def __init__(self, key: str, ttl_s: float, previous_keys: Iterable[str] = ()) -> None:
+    def __init__(self, key: str, ttl_s: float, previous_keys: Iterable[str] = (), cache_size: int = 20_000) -> None:
         self._kid = key_id(key)
         self._key = key
         self._keys = {key_id(k): k for k in (*previous_keys, key)}
         self._ttl_s = ttl_s
+        # A browser presents the same token on every request: verifying its signature once is enough.
+        # Only tokens that verified are remembered (session id and expiry), so a forged one never is.
+        self._verified: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._cache_size = cache_size
 
     def issue(self, session_id: str, now: float | None = None) -> IssuedToken:
         now = time.time() if now is None else now
@@ -53,6 +58,11 @@ class TokenSigner:
         """Raise Unauthorized for a missing or invalid token, Forbidden for another session's token."""
         if not token:
             raise Unauthorized("an ingest token is required: 'Authorization: Bearer <token>' or '?token='")
+        known = self._verified.get(token)
+        if known is not None and known[1] > time.time():
+            if known[0] != session_id:
+                raise Forbidden("the ingest token belongs to another session")
+            return
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self._keys.get(kid) if isinstance(kid, str) else None
@@ -63,7 +73,12 @@ class TokenSigner:
             raise Unauthorized("the ingest token has expired") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the ingest token is invalid: {exc}") from None
-        if claims.get("sid") != session_id:
+        sid = claims.get("sid")
+        if isinstance(sid, str):
+            self._verified[token] = (sid, float(claims["exp"]))
+            while len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        if sid != session_id:
             raise Forbidden("the ingest token belongs to another session")
 
 

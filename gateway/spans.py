@@ -1,22 +1,25 @@
-"""Finished span records → SDK spans, through the gateway's own TracerProvider.
+"""Finished span records → SDK ``ReadableSpan``s, handed to the configured span processors.
 
-Spans go through the public Tracer API so that everything the SDK applies
-(resource, instrumentation scope, span limits, every configured processor)
-applies to them. Two things the Tracer does not know are supplied around it:
-the ids, fixed when the span opened (the root's at session start, so the
-client could be told), and the sampling decision, taken once per session at
-its start so that a session is kept whole or not at all.
+A voice span is finished data by the time it leaves the state machine: its
+ids were fixed when it opened (the root's at session start, so the client
+could be told), its times come from the client's timeline, and the sampling
+decision was taken once, at the session's start, so that a session is kept
+whole or not at all. So the emitter builds the SDK's finished-span type
+directly and gives it to each processor's ``on_end``, as the SDK's own
+``Span.end`` does, without the live-span machinery (context, sampler, id
+generator) a Tracer would run per span. The processors, and so every
+exporter, are the SDK's.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -27,113 +30,62 @@ from opentelemetry.trace import (
     TraceFlags,
     set_span_in_context,
 )
-from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from gateway import __version__
 from gateway.sessions.state import FinishedSpan, TraceRef
 
 _KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
-
-
-class _PresetIds(threading.local):
-    span_id: int | None = None
-    trace_id: int | None = None
-
-
-class PresetIdGenerator(IdGenerator):
-    """Hands out the id the gateway already chose for the span being started; random otherwise."""
-
-    def __init__(self) -> None:
-        self.preset = _PresetIds()
-        self._random = RandomIdGenerator()
-
-    def generate_span_id(self) -> int:
-        value, self.preset.span_id = self.preset.span_id, None
-        return value if value is not None else self._random.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        value, self.preset.trace_id = self.preset.trace_id, None
-        return value if value is not None else self._random.generate_trace_id()
-
-
-class SessionSampler(Sampler):
-    """The configured sampler decides once per session (``decide``); when the session's spans are
-    built later, its decision is replayed instead of asking again."""
-
-    def __init__(self, delegate: Sampler) -> None:
-        self.delegate = delegate
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        # Spans reach the Tracer only for sessions already decided as sampled.
-        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
-
-    def get_description(self) -> str:
-        return f"SessionSampler({self.delegate.get_description()})"
-
-    def decide(self, parent: SpanContext | None, trace_id: int, attributes: Attributes) -> bool:
-        context = set_span_in_context(NonRecordingSpan(parent)) if parent is not None else Context()
-        result = self.delegate.should_sample(context, trace_id, "voice_session", SpanKind.INTERNAL, attributes)
-        return result.decision == Decision.RECORD_AND_SAMPLE
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_OK = Status(StatusCode.UNSET)
+MAX_EVENTS = 128  # the SDK's default span event limit
 
 
 class SpanEmitter:
-    """Builds SDK spans from finished records; the provider's processors take it from there."""
-
-    def __init__(self, provider: TracerProvider) -> None:
-        self.provider = provider
-        self._ids = PresetIdGenerator()
-        self.sampler = SessionSampler(provider.sampler)
-        # Both are read by get_tracer, so they must be in place before the tracer exists.
-        provider.id_generator = self._ids  # type: ignore[assignment]  # the SDK annotates it too narrowly
-        provider.sampler = self.sampler
-        self._tracer = provider.get_tracer("voice-trace-gateway", __version__)
+    def __init__(self, sampler: Sampler, resource: Resource, processors: Sequence[SpanProcessor]) -> None:
+        self.sampler = sampler
+        self.resource = resource
+        self.processors = list(processors)
+        self.scope = InstrumentationScope("voice-trace-gateway", __version__)
 
     def decide(self, trace_id: str, parent: SpanContext | None, attributes: Attributes = None) -> bool:
-        return self.sampler.decide(parent, int(trace_id, 16), attributes)
+        """The configured sampler's verdict for a new session (parent-based samplers see the caller's span)."""
+        context = set_span_in_context(NonRecordingSpan(parent)) if parent is not None else Context()
+        result = self.sampler.should_sample(context, int(trace_id, 16), "voice_session", SpanKind.INTERNAL,
+                                            attributes)
+        return result.decision == Decision.RECORD_AND_SAMPLE
+
+    def build(self, trace: TraceRef, record: FinishedSpan) -> ReadableSpan:
+        trace_id = int(record.trace_id or trace.trace_id, 16)
+        parent = None
+        if record.parent_id is not None:
+            # The root's parent is the caller's span (remote); every other parent is ours.
+            remote = record.span_id == trace.root_span_id
+            parent = SpanContext(trace_id, int(record.parent_id, 16), remote, _SAMPLED)
+        links = [Link(SpanContext(int(t, 16), int(s, 16), False, _SAMPLED)) for t, s in record.links]
+        events = [Event(e.name, e.attributes, e.time_ns) for e in record.events[:MAX_EVENTS]]
+        return ReadableSpan(
+            name=record.name,
+            context=SpanContext(trace_id, int(record.span_id, 16), False, _SAMPLED),
+            parent=parent,
+            resource=self.resource,
+            attributes=record.attributes,
+            events=events,
+            links=links,
+            kind=_KINDS[record.kind],
+            status=Status(StatusCode.ERROR, record.error) if record.error is not None else _OK,
+            start_time=record.start_ns,
+            end_time=record.end_ns,
+            instrumentation_scope=self.scope,
+        )
 
     def emit(self, trace: TraceRef, spans: Iterable[FinishedSpan]) -> int:
         if not trace.sampled:
             return 0
-        session_trace_id = int(trace.trace_id, 16)
         count = 0
         for record in spans:
-            parent_id = record.parent_id
-            trace_id = int(record.trace_id, 16) if record.trace_id else session_trace_id
-            if parent_id is None:
-                context = Context()
-                self._ids.preset.trace_id = trace_id
-            else:
-                # The root's parent is the caller's span (remote); everything else is ours.
-                remote = record.span_id == trace.root_span_id
-                parent = SpanContext(trace_id, int(parent_id, 16), remote, TraceFlags(TraceFlags.SAMPLED))
-                context = set_span_in_context(NonRecordingSpan(parent))
-            self._ids.preset.span_id = int(record.span_id, 16)
-            links = [
-                Link(SpanContext(int(t, 16), int(sid, 16), False, TraceFlags(TraceFlags.SAMPLED)))
-                for t, sid in record.links
-            ]
-            span = self._tracer.start_span(
-                record.name,
-                context=context,
-                kind=_KINDS[record.kind],
-                attributes=record.attributes,
-                links=links,
-                start_time=record.start_ns,
-            )
-            for event in record.events:
-                span.add_event(event.name, event.attributes, event.time_ns)
-            if record.error is not None:
-                span.set_status(Status(StatusCode.ERROR, record.error))
-            span.end(record.end_ns)
+            span = self.build(trace, record)
+            for processor in self.processors:
+                processor.on_end(span)
             count += 1
         return count

@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -30,9 +32,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider(shutdown_on_exit=False)
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.emitter = SpanEmitter(self.provider)
+        self.emitter = SpanEmitter(ALWAYS_ON, Resource.create({}), [SimpleSpanProcessor(self.exporter)])
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
