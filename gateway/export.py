@@ -16,11 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from gateway.export_queue import RetryingBatchProcessor
 from gateway.metrics import GatewayMetrics
+from gateway.otlp_encode import OtlpEncoder
 from gateway.spool import Spool
 
 log = logging.getLogger("gateway.export")
@@ -79,6 +81,50 @@ class InstrumentedExporter(SpanExporter):
         return bool(flush(timeout_millis)) if flush is not None else True
 
 
+class FastOtlpHttpExporter(SpanExporter):
+    """The stock OTLP/HTTP exporter's transport (retries, compression, TLS, headers) with the direct encoder,
+    which writes the same bytes in a fraction of the time (``gateway.otlp_encode``)."""
+
+    def __init__(self, stock: HttpSpanExporter) -> None:
+        self._stock = stock
+        self._encoder = OtlpEncoder()
+
+    @property
+    def _client(self) -> Any:
+        return self._stock._client
+
+    @property
+    def _endpoint(self) -> str:
+        return str(self._stock._endpoint)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if getattr(self._stock, "_shutdown", False):
+            return SpanExportResult.FAILURE
+        try:
+            data = self._encoder.request(spans)
+        except Exception:
+            log.exception("could not encode %d spans", len(spans))
+            return SpanExportResult.FAILURE
+        result = self._stock._client.export(data)
+        return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self._stock.shutdown()  # type: ignore[no-untyped-call]  # unannotated in the SDK
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def with_fast_encoding(exporter: SpanExporter) -> SpanExporter:
+    """Swap the stock OTLP/HTTP encoding for the direct one, also inside an exporter that delegates to it."""
+    if type(exporter) is HttpSpanExporter:
+        return FastOtlpHttpExporter(exporter)
+    delegate = getattr(exporter, "_delegate", None)
+    if type(delegate) is HttpSpanExporter:
+        exporter._delegate = FastOtlpHttpExporter(delegate)  # type: ignore[attr-defined]
+    return exporter
+
+
 @dataclass
 class ExporterInfo:
     name: str
@@ -130,6 +176,7 @@ def attach(
     labels and spool directories."""
     same = sum(1 for info in taken or [] if info.kind == kind)
     name = f"{kind}_{same + 1}" if same else kind
+    exporter = with_fast_encoding(exporter)
     wrapped = InstrumentedExporter(name, exporter, metrics)
     processor: SpanProcessor
     if batch is not None:

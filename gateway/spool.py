@@ -13,11 +13,11 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
@@ -26,6 +26,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util.types import AttributeValue
+
+from gateway.otlp_encode import OtlpEncoder
 
 log = logging.getLogger("gateway.export")
 
@@ -79,8 +81,14 @@ def _span(pb: PbSpan, resource: Resource, scope: InstrumentationScope) -> Readab
     )
 
 
+_local = threading.local()  # each exporter's worker thread gets its own encoder (and caches)
+
+
 def encode_batch(spans: Sequence[ReadableSpan]) -> bytes:
-    return bytes(encode_spans(spans).SerializeToString())
+    encoder = getattr(_local, "encoder", None)
+    if encoder is None:
+        encoder = _local.encoder = OtlpEncoder()
+    return encoder.request(spans)
 
 
 def decode_batch(data: bytes) -> list[ReadableSpan]:
