@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
@@ -28,6 +28,7 @@ from gateway.limits import IngestGuard
 from gateway.metrics import GatewayMetrics
 from gateway.otel_config import Telemetry, load_telemetry
 from gateway.recent import RecentTraces
+from gateway.routes import JSONResponse
 from gateway.security import cors_origin_regex
 from gateway.service import SessionService
 from gateway.sessions.store import SessionStore, open_store

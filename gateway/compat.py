@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import events as ev
 from gateway.errors import FieldError, ValidationFailed
-from gateway.routes import bearer_token, read_json, service_of
+from gateway.routes import JSONResponse, bearer_token, read_json, service_of
 
 LEGACY_TYPES = ("turn_start", "turn_complete", "tool_call", "tool_result")
 _BAD_TIMESTAMP = FieldError("timestamp", "ms epoch or ISO 8601")

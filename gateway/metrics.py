@@ -6,7 +6,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class GatewayMetrics:
+    def accepted(self, event_type: str) -> Counter:
+        """The per-type child, looked up once: ``labels()`` takes a lock and builds a key on every call."""
+        child = self._accepted.get(event_type)
+        if child is None:
+            child = self._accepted[event_type] = self.events_accepted.labels(event_type)
+        return child
+
     def __init__(self) -> None:
+        self._accepted: dict[str, Counter] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.events_accepted = Counter(

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import events as ev
 from gateway.errors import BadRequest, FieldError, PayloadTooLarge, ValidationFailed
 from gateway.limits import IngestGuard
 from gateway.service import SessionService, body_events
+
+
+class JSONResponse(_StarletteJSONResponse):
+    """JSON rendered by orjson: the same bytes a compact json.dumps gives, several times faster."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def service_of(request: Request) -> SessionService:
@@ -44,8 +52,8 @@ async def read_json(request: Request, limit: int) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", [FieldError("", "invalid JSON")]) from None
 
 

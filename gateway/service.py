@@ -246,11 +246,12 @@ class SessionService:
         return Emission(trace, labels, list(spans), [])
 
     def _count(self, result: IngestResult) -> None:
-        self.metrics.events_duplicate.inc(result.duplicates)
+        if result.duplicates:
+            self.metrics.events_duplicate.inc(result.duplicates)
         if result.limited:
             self.metrics.events_rejected.labels("session_limit").inc(result.limited)
         for kind, count in result.accepted_types.items():
-            self.metrics.events_accepted.labels(kind).inc(count)
+            self.metrics.accepted(kind).inc(count)
 
     def _emit(self, emission: Emission) -> None:
         # Metrics count every session, traced or not.

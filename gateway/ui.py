@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from gateway import semconv as sc
 from gateway.errors import Forbidden, NotFound
 from gateway.recent import RecentTraces
-from gateway.routes import bearer_token, service_of
+from gateway.routes import JSONResponse, bearer_token, service_of
 from gateway.sessions.state import OpenSpan, SessionState
 
 STATIC = Path(__file__).parent / "static"

@@ -4,13 +4,19 @@ Every session counts here, sampled or not, so dashboards stay right when
 tracing keeps only a fraction of sessions. Labels are low-cardinality only
 (provider, model, agent, end reason, modality, latency source, tool name):
 never a session or user id.
+
+Counters are summed here in plain dicts and read by observable instruments
+when the metric reader collects (once per export interval), so a turn costs
+a few dict additions instead of an SDK call per counter; histograms need each
+value, so they are recorded as they come, with their label sets built once.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from gateway import semconv as sc
 from gateway.sessions.state import AttrValue, FinishedSpan
@@ -23,10 +29,28 @@ _TOKEN_KINDS = (
     ("output", "audio", sc.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS),
 )
 _LATENCY_BUCKETS_S = (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
+Labels = tuple[tuple[str, str], ...]
 
 
 def _kind(span: FinishedSpan) -> str:
     return span.name.split(" ", 1)[0]
+
+
+class _Sums:
+    """Cumulative sums by label set, for an observable counter's callback."""
+
+    def __init__(self) -> None:
+        self._values: dict[Labels, float] = {}
+        self._lock = threading.Lock()  # the reader's callback runs on its own thread
+
+    def add(self, labels: Labels, value: float) -> None:
+        with self._lock:
+            self._values[labels] = self._values.get(labels, 0) + value
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            items = list(self._values.items())
+        return [Observation(value, dict(labels)) for labels, value in items]
 
 
 class VoiceMetrics:
@@ -47,57 +71,69 @@ class VoiceMetrics:
         self.token_usage = meter.create_histogram(
             "gen_ai.client.token.usage", unit="{token}", description="Tokens per model response"
         )
-        self.sessions = meter.create_counter("voice.sessions", unit="{session}", description="Sessions ended")
-        self.turns = meter.create_counter("voice.turns", unit="{turn}", description="Turns ended")
-        self.interruptions = meter.create_counter(
-            "voice.interruptions", unit="{interruption}", description="Barge-ins"
-        )
-        self.tokens = meter.create_counter("voice.tokens", unit="{token}", description="Tokens by type and modality")
-        self.cost = meter.create_counter("voice.cost", unit="USD", description="Priced usage")
+        self.sessions, self.turns, self.interruptions, self.tokens, self.cost = (_Sums() for _ in range(5))
+        for name, unit, description, sums in (
+            ("voice.sessions", "{session}", "Sessions ended", self.sessions),
+            ("voice.turns", "{turn}", "Turns ended", self.turns),
+            ("voice.interruptions", "{interruption}", "Barge-ins", self.interruptions),
+            ("voice.tokens", "{token}", "Tokens by type and modality", self.tokens),
+            ("voice.cost", "USD", "Priced usage", self.cost),
+        ):
+            meter.create_observable_counter(name, callbacks=[sums.observe], unit=unit, description=description)
+        self._label_dicts: dict[Labels, dict[str, str]] = {}
+
+    def _attrs(self, labels: Labels) -> dict[str, str]:
+        """The same dict object for the same label set: built once, so each record call only hashes it."""
+        attrs = self._label_dicts.get(labels)
+        if attrs is None:
+            if len(self._label_dicts) > 10_000:
+                self._label_dicts.clear()
+            attrs = self._label_dicts[labels] = dict(labels)
+        return attrs
 
     def observe(self, spans: Iterable[FinishedSpan], labels: Mapping[str, str]) -> None:
+        base: Labels = tuple(sorted(labels.items()))
         for span in spans:
             kind = _kind(span)
             a = span.attributes
-            seconds = (span.end_ns - span.start_ns) / 1e9
             if kind == sc.SPAN_TURN:
-                reason = str(a.get(sc.GEN_AI_AGENT_INVOCATION_END_REASON, ""))
-                self.turns.add(1, {**labels, "voice.turn.end_reason": reason})
-                self.turn_duration.record(seconds, {**labels, "voice.turn.end_reason": reason})
+                with_reason = (*base, ("voice.turn.end_reason", str(a.get(sc.GEN_AI_AGENT_INVOCATION_END_REASON))))
+                self.turns.add(with_reason, 1)
+                self.turn_duration.record((span.end_ns - span.start_ns) / 1e9, self._attrs(with_reason))
                 ttfa = a.get(sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS)
                 if isinstance(ttfa, int | float):
-                    source = str(a.get(sc.VOICE_LATENCY_SOURCE, "unknown"))
-                    self.time_to_first_audio.record(ttfa / 1000, {**labels, sc.VOICE_LATENCY_SOURCE: source})
+                    source = (sc.VOICE_LATENCY_SOURCE, str(a.get(sc.VOICE_LATENCY_SOURCE, "unknown")))
+                    self.time_to_first_audio.record(ttfa / 1000, self._attrs((*base, source)))
             elif kind == sc.SPAN_INFERENCE:
-                self._usage(a, labels)
+                self._usage(a, base)
             elif kind == sc.SPAN_TOOL:
-                outcome = str(a.get(sc.VOICE_TOOL_END_REASON, ""))
-                tool = {sc.GEN_AI_TOOL_NAME: str(a.get(sc.GEN_AI_TOOL_NAME, "")), "voice.tool.end_reason": outcome}
-                self.tool_duration.record(seconds, {**labels, **tool})
+                tool = (*base, (sc.GEN_AI_TOOL_NAME, str(a.get(sc.GEN_AI_TOOL_NAME, ""))),
+                        ("voice.tool.end_reason", str(a.get(sc.VOICE_TOOL_END_REASON, ""))))
+                self.tool_duration.record((span.end_ns - span.start_ns) / 1e9, self._attrs(tool))
             elif kind == sc.SPAN_CONNECTION:
                 setup = a.get(sc.VOICE_CONNECTION_SETUP_MS)
                 if isinstance(setup, int | float):
-                    self.setup_duration.record(setup / 1000, labels)
+                    self.setup_duration.record(setup / 1000, self._attrs(base))
             elif kind == sc.SPAN_SESSION:
-                self.sessions.add(1, {**labels, sc.VOICE_SESSION_END_REASON: str(a.get(sc.VOICE_SESSION_END_REASON))})
+                self.sessions.add((*base, (sc.VOICE_SESSION_END_REASON, str(a.get(sc.VOICE_SESSION_END_REASON)))), 1)
                 interruptions = a.get(sc.VOICE_SESSION_INTERRUPTION_COUNT)
                 if isinstance(interruptions, int) and interruptions:
-                    self.interruptions.add(interruptions, labels)
+                    self.interruptions.add(base, interruptions)
 
-    def _usage(self, a: Mapping[str, AttrValue], labels: Mapping[str, str]) -> None:
+    def _usage(self, a: Mapping[str, AttrValue], base: Labels) -> None:
+        operation = (sc.GEN_AI_OPERATION_NAME, sc.OPERATION_GENERATE_CONTENT)
         for token_type, key in (("input", sc.GEN_AI_USAGE_INPUT_TOKENS), ("output", sc.GEN_AI_USAGE_OUTPUT_TOKENS)):
             value = a.get(key)
             if isinstance(value, int):
-                self.token_usage.record(value, {**labels, "gen_ai.token.type": token_type,
-                                                sc.GEN_AI_OPERATION_NAME: sc.OPERATION_GENERATE_CONTENT})
+                self.token_usage.record(value, self._attrs((*base, ("gen_ai.token.type", token_type), operation)))
         for token_type, modality, key in _TOKEN_KINDS:
             value = a.get(key)
             if isinstance(value, int) and value:
-                self.tokens.add(value, {**labels, "gen_ai.token.type": token_type, "voice.modality": modality})
+                self.tokens.add((*base, ("gen_ai.token.type", token_type), ("voice.modality", modality)), value)
         for direction in ("input", "output"):
             usd = a.get(f"voice.cost.{direction}_usd")
             if isinstance(usd, int | float) and usd:
-                self.cost.add(float(usd), {**labels, "voice.cost.direction": direction})
+                self.cost.add((*base, ("voice.cost.direction", direction)), float(usd))
 
 
 def session_labels(provider: str | None, model: str | None, agent: str | None) -> dict[str, str]:
@@ -109,3 +145,4 @@ def session_labels(provider: str | None, model: str | None, agent: str | None) -
     if agent:
         labels[sc.GEN_AI_AGENT_NAME] = agent
     return labels
+
