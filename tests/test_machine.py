@@ -409,3 +409,13 @@ def test_turn_without_usage_is_estimated_from_audio_and_unknown_model_is_not_pri
     r2.end()
     assert not [k for s in other.spans() for k in (s.attributes or {}) if k.startswith("voice.cost")]
     assert sum(pricer.unknown_models.values()) == 1
+
+
+def test_a_chatty_client_cannot_grow_an_open_span_without_bound(machine: SessionMachine, recorder: Recorder) -> None:
+    r = Run(machine, recorder)
+    r.send("user.transcript", text="x")
+    for i in range(300):
+        r.send("mark", 1, name=f"m{i}")
+        r.send("connection.setup_complete", 1)
+    assert r.state.turn is not None and len(r.state.turn.span.events) == 128
+    assert r.state.connection is not None and len(r.state.connection.events) == 128

@@ -40,6 +40,12 @@ from gateway.sessions.summary import percentile, summarize
 from gateway.usage import Usage, normalize_usage
 
 MAX_ROOT_EVENTS = 128
+MAX_SPAN_EVENTS = 128  # the SDK's default; also what keeps a session's state from growing with a chatty client
+
+
+def _add_event(span: OpenSpan, event: SpanEvent) -> None:
+    if len(span.events) < MAX_SPAN_EVENTS:
+        span.events.append(event)
 MAX_TEXT_CHARS = 16_384
 
 
@@ -324,7 +330,7 @@ class SessionMachine:
             name = sc.EVENT_SETUP_COMPLETE
             state.connection.attributes.setdefault(sc.VOICE_CONNECTION_SETUP_MS,
                                                    (t - state.connection.start_ns) / 1e6)
-        state.connection.events.append(SpanEvent(name, t, attrs))
+        _add_event(state.connection, SpanEvent(name, t, attrs))
 
     def _connection_close(self, state: SessionState, e: ev.ConnectionClose, t: int, out: list[FinishedSpan]) -> None:
         conn = state.connection
@@ -397,7 +403,7 @@ class SessionMachine:
             return
         turn.first_audio_ns = t
         inference.attributes[sc.VOICE_FIRST_AUDIO_TIME] = t
-        inference.events.append(SpanEvent(sc.EVENT_FIRST_AUDIO, t))
+        _add_event(inference, SpanEvent(sc.EVENT_FIRST_AUDIO, t))
         latency = self._latency(turn, t)
         if latency is not None:
             turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS] = latency[0]
@@ -409,7 +415,7 @@ class SessionMachine:
         if turn is None or turn.first_playback_ns is not None:
             return
         turn.first_playback_ns = t
-        turn.span.events.append(SpanEvent(sc.EVENT_FIRST_PLAYBACK, t))
+        _add_event(turn.span, SpanEvent(sc.EVENT_FIRST_PLAYBACK, t))
         latency = self._latency(turn, t)
         if latency is not None:
             turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS] = latency[0]
@@ -422,7 +428,7 @@ class SessionMachine:
 
     def _generation_complete(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
         if state.turn is not None and state.turn.inference is not None:
-            state.turn.inference.events.append(SpanEvent(sc.EVENT_GENERATION_COMPLETE, t))
+            _add_event(state.turn.inference, SpanEvent(sc.EVENT_GENERATION_COMPLETE, t))
 
     def _after_turn(self, state: SessionState, out: list[FinishedSpan]) -> None:
         if state.pending_speech is not None:
@@ -531,7 +537,7 @@ class SessionMachine:
         attrs.update(e.attributes or {})
         event = SpanEvent(e.name, t, attrs)
         if state.turn is not None:
-            state.turn.span.events.append(event)
+            _add_event(state.turn.span, event)
         else:
             self._root_event(state, event)
 
