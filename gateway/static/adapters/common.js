@@ -30,3 +30,26 @@ export function makeGuard(onInternalError) {
     };
   };
 }
+
+/** Reports a failure to hook a client (never thrown), and makes `detach()` undo every hook in reverse. */
+export function completeAttach(adapter, undo, error, onError) {
+  if (error !== undefined && typeof onError === "function") {
+    try {
+      onError(error);
+    } catch (_) {
+      /* ignore */
+    }
+  }
+  const stopRecording = adapter.detach;
+  adapter.detach = () => {
+    stopRecording();
+    for (const u of undo.splice(0).reverse()) {
+      try {
+        u();
+      } catch (_) {
+        /* ignore */
+      }
+    }
+  };
+  return adapter;
+}

@@ -28,7 +28,7 @@
  * break the app's own listeners).
  */
 
-import { makeGuard, makeRecorder } from "./common.js";
+import { completeAttach, makeGuard, makeRecorder } from "./common.js";
 
 const MAX_REASON = 1024;
 const MAX_MESSAGE = 4096;
@@ -440,26 +440,9 @@ export function attachGeminiLive(client, trace, options = {}) {
     }
     if (options.audioStreamer) undo.push(adapter.attachAudioStreamer(options.audioStreamer));
   } catch (e) {
-    if (typeof options.onError === "function") {
-      try {
-        options.onError(e);
-      } catch (_) {
-        /* ignore */
-      }
-    }
+    return completeAttach(adapter, undo, e, options.onError);
   }
-  const stopRecording = adapter.detach;
-  adapter.detach = () => {
-    stopRecording();
-    for (const u of undo.splice(0).reverse()) {
-      try {
-        u();
-      } catch (_) {
-        /* ignore */
-      }
-    }
-  };
-  return adapter;
+  return completeAttach(adapter, undo, undefined, options.onError);
 }
 
 export default attachGeminiLive;

@@ -25,7 +25,7 @@
  *   // or: const tracer = createOpenAIRealtimeAdapter(trace); ws.onmessage = (e) => tracer.handleServerEvent(e.data)
  */
 
-import { makeGuard, makeRecorder } from "./common.js";
+import { completeAttach, makeGuard, makeRecorder } from "./common.js";
 
 const MAX_MESSAGE = 4096;
 
@@ -336,26 +336,9 @@ export function attachOpenAIRealtime(channel, trace, options = {}) {
       });
     }
   } catch (e) {
-    if (typeof options.onError === "function") {
-      try {
-        options.onError(e);
-      } catch (_) {
-        /* ignore */
-      }
-    }
+    return completeAttach(adapter, undo, e, options.onError);
   }
-  const stopRecording = adapter.detach;
-  adapter.detach = () => {
-    stopRecording();
-    for (const u of undo.splice(0).reverse()) {
-      try {
-        u();
-      } catch (_) {
-        /* ignore */
-      }
-    }
-  };
-  return adapter;
+  return completeAttach(adapter, undo, undefined, options.onError);
 }
 
 export default attachOpenAIRealtime;
