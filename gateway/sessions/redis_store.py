@@ -1,11 +1,13 @@
 """A store shared by several gateway replicas: Redis (redis-py, asyncio).
 
-Each session is one key holding its encoded state; three sorted sets index
-the open sessions by last activity and by start, and the ended ones by end
-time, which is all the sweeper asks. ``mutate`` is an optimistic transaction
-(WATCH the key, run the function on a fresh copy, MULTI/EXEC): when two
-replicas update one session at once, one commits and the other runs again on
-the new state, so no update is lost. Sweeping needs no lock: two replicas
+Each session is one hash holding its encoded state and a version number;
+three sorted sets index the open sessions by last activity and by start, and
+the ended ones by end time, which is all the sweeper asks. ``mutate`` is an
+optimistic transaction in two round trips: read state and version, run the
+function on that copy, then a script writes the new state only if the version
+is still the one read (compare-and-set, with the indexes in the same step).
+When two replicas update one session at once, one commits and the other runs
+again on the new state, so no update is lost. Sweeping needs no lock: two replicas
 ending the same session both go through ``mutate``, and only the first finds
 it open, so only one emits its spans.
 """
@@ -18,7 +20,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as redis
-from redis.exceptions import WatchError
 
 from gateway.sessions.codec import decode, encode
 from gateway.sessions.state import SessionState
@@ -26,12 +27,25 @@ from gateway.sessions.state import SessionState
 T = TypeVar("T")
 
 _CREATE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
-  return 1
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', 1)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+return 1
+"""
+
+# KEYS: session, open-by-activity, open-by-start, ended. ARGV: version read, state, id, ended (0/1), score.
+_SAVE = """
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[2], 'v', tonumber(ARGV[1]) + 1)
+if ARGV[4] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
+else
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
 end
-return 0
+return 1
 """
 
 
@@ -54,6 +68,7 @@ class RedisStore:
         self._ended = f"{prefix}ended"
         self._max_attempts = max_attempts
         self._create = self._redis.register_script(_CREATE)
+        self._save = self._redis.register_script(_SAVE)
         self._locks: dict[str, _CountedLock] = {}
 
     def _key(self, session_id: str) -> str:
@@ -65,7 +80,7 @@ class RedisStore:
         return bool(await self._create(keys=keys, args=args))
 
     async def get(self, session_id: str) -> SessionState | None:
-        data = await self._redis.get(self._key(session_id))
+        data = await self._redis.hget(self._key(session_id), "d")
         return decode(cast(bytes, data)) if data is not None else None
 
     async def mutate(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
@@ -83,28 +98,19 @@ class RedisStore:
 
     async def _transaction(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
         key = self._key(session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for attempt in range(self._max_attempts):
-                try:
-                    await pipe.watch(key)
-                    data = await pipe.get(key)
-                    if data is None:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                        return None
-                    state = decode(cast(bytes, data))
-                    result = fn(state)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, encode(state))
-                    if state.ended:
-                        pipe.zrem(self._activity, session_id)
-                        pipe.zrem(self._start, session_id)
-                        pipe.zadd(self._ended, {session_id: state.ended_at_ns or state.last_activity_ns})
-                    else:
-                        pipe.zadd(self._activity, {session_id: state.last_activity_ns})
-                    await pipe.execute()
-                    return result
-                except WatchError:
-                    await asyncio.sleep(random.uniform(0, 0.001 * (attempt + 1)))
+        keys = [key, self._activity, self._start, self._ended]
+        for attempt in range(self._max_attempts):
+            data, version = await self._redis.hmget(key, ["d", "v"])
+            if data is None:
+                return None
+            state = decode(cast(bytes, data))
+            result = fn(state)
+            ended = state.ended
+            score = (state.ended_at_ns or state.last_activity_ns) if ended else state.last_activity_ns
+            args: list[Any] = [version, encode(state), session_id, "1" if ended else "0", score]
+            if await self._save(keys=keys, args=args):
+                return result
+            await asyncio.sleep(random.uniform(0, 0.001 * (attempt + 1)))
         raise StoreContention(f"session {session_id!r} kept changing during {self._max_attempts} attempts")
 
     async def remove(self, session_id: str) -> None:
