@@ -6,10 +6,22 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import sys
 import time
 
 from gateway.errors import ConfigError
+
+
+class _RedactTokens(logging.Filter):
+    """Access-log lines carry the URL, and sendBeacon puts the ingest token in it: never write it down."""
+
+    _token = re.compile(r"(token=)[^&\s]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._token.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -27,7 +39,9 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(telemetry.settings.shutdown_grace_s) or None,
         proxy_headers=False, server_header=False,
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)  # configures uvicorn's loggers, so the filter goes on after it
+    logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
+    server.run()
     return 0
 
 
@@ -80,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # simulate's requests are summed up, not logged one by one
     try:
         code: int = args.run(args)
     except ConfigError as exc:

@@ -76,6 +76,7 @@ def test_three_turn_session_arrives_at_a_collector_as_one_trace(
                                               "ts": script.end_at}),
                           headers={"content-type": "text/plain"})
         assert end.status_code == 200, end.text
+    assert token not in gw.log() and "token=[redacted]" in gw.log(), "the access log must not keep the token"
 
     spans = sink.trace(s["trace_id"])
     time.sleep(0.5)  # anything exported twice would arrive by now
