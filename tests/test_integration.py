@@ -190,7 +190,8 @@ def test_config_file_pipeline_exports_to_the_collector(
     collector: Collector, sink: Sink, gateway_factory: Any
 ) -> None:
     gw = gateway_factory(
-        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{collector.http_endpoint}/v1/traces"},
+        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{collector.http_endpoint}/v1/traces",
+         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{collector.http_endpoint}/v1/metrics"},
         ["--config", str(REPO / "otel-config.yaml")],
     )
     with gw.client() as client:
@@ -201,3 +202,8 @@ def test_config_file_pipeline_exports_to_the_collector(
     root = one(sink.trace(s["trace_id"]), "voice_session")
     assert root.resource["service.name"] == "voice-trace-gateway"
     assert root.resource["deployment.environment.name"] == "development"
+    # The file's meter_provider: its 60 s interval has not come yet, but shutdown exports what was counted.
+    gw.terminate()
+    points = sink.wait_for_metrics(lambda got: any(p.name == "voice.sessions" for p in got), timeout=15)
+    assert any(p.name == "voice.sessions" and p.attributes["voice.session.end_reason"] == "completed"
+               for p in points)

@@ -84,7 +84,9 @@ def test_repo_default_config_loads() -> None:
     t = load_telemetry(str(REPO / "otel-config.yaml"), env={"VTG_SIGNING_KEY": "x" * 32})
     assert [e.kind for e in t.exporters] == ["otlp_http"]
     assert t.exporters[0].endpoint == "http://localhost:4318/v1/traces"
+    assert t.meter_provider is not None and t.metric_exporters == ["reader[0]"]
     t.provider.shutdown()
+    t.meter_provider.shutdown()
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
