@@ -549,18 +549,7 @@ export class VoiceTrace {
     if (!batch) return;
     batch.attempt++;
     const body = `{"events":[${batch.items.map((i) => i.json).join(",")}],"sent_at":${this.now()}}`;
-    let res = null;
-    let err = null;
-    try {
-      res = await this._request(this._url("/events", this.options.tokenInQuery), {
-        method: "POST",
-        headers: this._headers(),
-        body,
-        keepalive: this.options.keepalive && utf8Length(body) < KEEPALIVE_LIMIT,
-      });
-    } catch (e) {
-      err = e;
-    }
+    const { res, err } = await this._post("/events", body);
     if (this._inflight !== batch || batch.gen !== this._gen) return; // abandoned (beacon took over)
     if (res && res.ok) {
       const data = await readJson(res);
@@ -637,6 +626,21 @@ export class VoiceTrace {
     const exp = Math.min(o.retryMaxMs, o.retryBaseMs * 2 ** (attempt - 1));
     // "Equal jitter": half fixed, half random, so retries from many tabs spread out but never go to zero.
     return Math.round(exp / 2 + this._random() * (exp / 2));
+  }
+
+  /** POSTs a JSON body to the session's `path`; resolves to `{res, err}`, never rejects. */
+  async _post(path, body) {
+    try {
+      const res = await this._request(this._url(path, this.options.tokenInQuery), {
+        method: "POST",
+        headers: this._headers(),
+        body,
+        keepalive: this.options.keepalive && utf8Length(body) < KEEPALIVE_LIMIT,
+      });
+      return { res, err: null };
+    } catch (err) {
+      return { res: null, err };
+    }
   }
 
   async _request(url, init) {
@@ -737,18 +741,7 @@ export class VoiceTrace {
     const batch = this._inflight;
     for (;;) {
       batch.attempt++;
-      let res = null;
-      let err = null;
-      try {
-        res = await this._request(this._url("/end", this.options.tokenInQuery), {
-          method: "POST",
-          headers: this._headers(),
-          body,
-          keepalive: this.options.keepalive && utf8Length(body) < KEEPALIVE_LIMIT,
-        });
-      } catch (e) {
-        err = e;
-      }
+      const { res, err } = await this._post("/end", body);
       if (this._inflight !== batch) return null;
       if (res && res.ok) {
         const summary = await readJson(res);

@@ -53,3 +53,16 @@ export function completeAttach(adapter, undo, error, onError) {
   };
   return adapter;
 }
+
+/** The adapter's clock: the app's `now` option, else the trace client's, else Date.now; never throws. */
+export function makeClock(opts, trace) {
+  return () => {
+    try {
+      if (typeof opts.now === "function") return opts.now();
+      if (trace && typeof trace.now === "function") return trace.now();
+    } catch (_) {
+      /* fall through */
+    }
+    return Date.now();
+  };
+}

@@ -28,7 +28,7 @@
  * break the app's own listeners).
  */
 
-import { completeAttach, makeGuard, makeRecorder } from "./common.js";
+import { completeAttach, makeClock, makeGuard, makeRecorder } from "./common.js";
 
 const MAX_REASON = 1024;
 const MAX_MESSAGE = 4096;
@@ -87,15 +87,7 @@ export function createGeminiLiveAdapter(trace, options = {}) {
     playbackDelayMs: null, // null: read the streamer's initialBufferTime (100 ms in live-api-web-console)
     ...options,
   };
-  const now = () => {
-    try {
-      if (typeof opts.now === "function") return opts.now();
-      if (trace && typeof trace.now === "function") return trace.now();
-    } catch (_) {
-      /* fall through */
-    }
-    return Date.now();
-  };
+  const now = makeClock(opts, trace);
   const onInternalError = typeof opts.onError === "function" ? opts.onError : null;
 
   const st = {

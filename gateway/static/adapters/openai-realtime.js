@@ -25,7 +25,7 @@
  *   // or: const tracer = createOpenAIRealtimeAdapter(trace); ws.onmessage = (e) => tracer.handleServerEvent(e.data)
  */
 
-import { completeAttach, makeGuard, makeRecorder } from "./common.js";
+import { completeAttach, makeClock, makeGuard, makeRecorder } from "./common.js";
 
 const MAX_MESSAGE = 4096;
 
@@ -58,15 +58,7 @@ function sumUsage(a, b) {
 
 export function createOpenAIRealtimeAdapter(trace, options = {}) {
   const opts = { outputSampleRate: 24000, connectionIdPrefix: "conn-", ...options };
-  const now = () => {
-    try {
-      if (typeof opts.now === "function") return opts.now();
-      if (trace && typeof trace.now === "function") return trace.now();
-    } catch (_) {
-      /* fall through */
-    }
-    return Date.now();
-  };
+  const now = makeClock(opts, trace);
   const onInternalError = typeof opts.onError === "function" ? opts.onError : null;
 
   const st = {
