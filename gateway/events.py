@@ -16,15 +16,21 @@ from gateway.errors import FieldError, ValidationFailed
 
 SessionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
-AttributeValue = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool
+# OTLP carries int64; a larger client number would fail the whole export batch, so it is refused here.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+AttributeValue = Annotated[str, StringConstraints(max_length=1024)] | Int64 | float | bool
 Attributes = dict[Annotated[str, StringConstraints(min_length=1, max_length=128)], AttributeValue]
-# Client time: ms since the epoch, or an RFC 3339 string.
-Timestamp = float | datetime
+# Client time: ms since the epoch (up to the end of year 9999, past which nanoseconds overflow), or an
+# RFC 3339 string.
+MAX_EPOCH_MS = 253_402_300_799_999
+EpochMs = Annotated[float, Field(ge=0, le=MAX_EPOCH_MS)]
+Timestamp = EpochMs | datetime
 
 
 class _Model(BaseModel):
     # Unknown fields are ignored so that a newer client keeps working against an older gateway.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Infinity and NaN cannot come through JSON; refused anyway for callers that build events in code.
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class ClientInfo(_Model):
@@ -45,7 +51,7 @@ class SessionCreate(_Model):
 
 class _Event(_Model):
     id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    seq: int | None = None
+    seq: Int64 | None = None
     ts: Timestamp | None = None
 
 

@@ -393,7 +393,8 @@ def body_events(body: object) -> tuple[list[object], float | None, str]:
         if not isinstance(events, list):
             raise ValidationFailed("'events' must be a list", [FieldError("events", "must be a list")])
         sent_at = body.get("sent_at")
-        if sent_at is not None and (isinstance(sent_at, bool) or not isinstance(sent_at, int | float)):
+        if sent_at is not None and (isinstance(sent_at, bool) or not isinstance(sent_at, int | float)
+                                    or not 0 <= sent_at <= ev.MAX_EPOCH_MS):
             raise ValidationFailed("'sent_at' must be ms since the epoch",
                                    [FieldError("sent_at", "must be a number (ms since the epoch)")])
         return events, sent_at, "events"

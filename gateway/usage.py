@@ -9,6 +9,7 @@ Browsers forward whatever the model sent: Gemini Live's ``usageMetadata``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -60,10 +61,15 @@ class Usage:
         }
 
 
+# Far above any real count, far below int64 even summed over a long session: a client's absurd number
+# must neither overflow an OTLP attribute nor crash normalization.
+MAX_TOKENS = 10**12
+
+
 def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return 0
-    return max(0, int(value))
+    return min(MAX_TOKENS, max(0, int(value)))
 
 
 def _get(data: Mapping[str, Any], *names: str) -> Any:

@@ -39,3 +39,16 @@ def test_session_id_must_be_safe_characters() -> None:
     with pytest.raises(ValidationFailed) as info:
         parse_model(SessionCreate, {"session_id": "a b/c"})
     assert info.value.errors[0].path == "session_id"
+
+
+@pytest.mark.parametrize("ts", [float("inf"), float("nan"), 1e308])
+def test_timestamps_that_cannot_be_a_time_are_rejected_at_ts(ts: float) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        parse_event({"type": "mark", "id": "1", "name": "x", "ts": ts}, "events[2]")
+    assert [e.path for e in info.value.errors] == ["events[2].ts"]
+
+
+def test_seq_beyond_int64_is_rejected_at_seq() -> None:
+    with pytest.raises(ValidationFailed) as info:
+        parse_event({"type": "mark", "id": "1", "name": "x", "seq": 2**64}, "")
+    assert [e.path for e in info.value.errors] == ["seq"]

@@ -172,6 +172,16 @@ def test_malformed_and_oversized_bodies_get_precise_problems(client: TestClient)
     assert client.get("/healthz").status_code == 200
 
 
+def test_sent_at_out_of_any_clock_range_is_a_problem_and_the_session_keeps_working(client: TestClient) -> None:
+    s = start(client)
+    url = f"/v1/sessions/{s['session_id']}/events"
+    far = client.post(url, json={"events": [{"type": "mark", "id": "m1", "name": "x"}], "sent_at": 1e308},
+                      headers=auth(s))
+    assert far.status_code == 422 and far.json()["errors"][0]["path"] == "sent_at"
+    ok = client.post(url, json={"events": [{"type": "mark", "id": "m1", "name": "x"}]}, headers=auth(s))
+    assert ok.json()["accepted"] == 1
+
+
 def test_unknown_session_is_404(client: TestClient) -> None:
     s = start(client, session_id="real")
     # A token is scoped to its session, so probing another id is refused before any lookup.

@@ -41,3 +41,10 @@ def test_thinking_and_tool_prompt_tokens_count_in_the_totals() -> None:
     usage = normalize_usage({"promptTokenCount": 10, "toolUsePromptTokenCount": 5,
                              "responseTokenCount": 7, "thoughtsTokenCount": 3})
     assert (usage.input_tokens, usage.output_tokens) == (15, 10)
+
+
+def test_infinite_and_absurd_counts_never_raise_and_stay_in_int64() -> None:
+    usage = normalize_usage({"promptTokenCount": float("inf"), "responseTokenCount": float("nan"),
+                             "cachedContentTokenCount": 10**40})
+    assert (usage.input_tokens, usage.output_tokens) == (0, 0)
+    assert 0 < usage.cache_read_input_tokens < 2**63
