@@ -226,6 +226,17 @@ def test_content_is_not_captured_unless_enabled(recorder: Recorder) -> None:
         assert "my secret" not in flat and "4111" not in flat and "answer" not in flat
 
 
+def test_words_are_not_even_held_in_session_state_unless_captured(recorder: Recorder) -> None:
+    r = Run(SessionMachine(MachineOptions()), recorder)
+    r.send("model.response_start")
+    r.send("user.speech_start")
+    r.send("user.transcript", text="my secret")  # barge-in: held for the next turn
+    r.send("model.transcript", text="answer")
+    r.send("model.turn_complete")
+    r.send("user.transcript", text="more secrets")
+    assert "secret" not in repr(r.state) and "answer" not in repr(r.state)
+
+
 def test_captured_content_uses_genai_message_attributes(machine: SessionMachine, recorder: Recorder) -> None:
     r = Run(machine, recorder)
     r.send("user.transcript", text="hello ")

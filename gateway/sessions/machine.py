@@ -297,7 +297,8 @@ class SessionMachine:
         return pricer.estimate_from_audio(state.provider, state.model, turn.user_audio_ms, model_audio_ms)
 
     def _append_text(self, texts: list[str], text: str) -> None:
-        if sum(map(len, texts)) < MAX_TEXT_CHARS:
+        # With transcript capture off, words are never kept: not in memory, not in a shared store.
+        if self.options.transcripts and sum(map(len, texts)) < MAX_TEXT_CHARS:
             texts.append(text)
 
     # -- connections ----------------------------------------------------------------------------------
