@@ -37,7 +37,7 @@ def session() -> SessionState:
     events = [e for _, batch in three_turn_session(time.time() * 1000).batches for e in batch][:-6]
     for raw in events:
         event = parse_event(raw, "")
-        state.seen_ids.add(event.id)
+        state.remember(event.id)
         machine.apply(state, event, now)
     return state
 

@@ -9,6 +9,7 @@ here waits on a backend.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import uuid
 from collections import Counter
@@ -130,13 +131,14 @@ class SessionService:
             last_activity_ns=now,
             last_event_ns=now,
             user_id=req.user_id,
-            provider=req.provider,
-            model=req.model,
-            agent=req.agent,
-            tags=list(dict.fromkeys(req.tags)),
+            # Interned: these repeat across sessions, and thousands of open sessions need not each hold a copy.
+            provider=_shared(req.provider),
+            model=_shared(req.model),
+            agent=_shared(req.agent),
+            tags=[sys.intern(t) for t in dict.fromkeys(req.tags)],
             attributes=dict(req.attributes),
-            client_sdk=req.client.sdk if req.client else None,
-            user_agent=req.client.user_agent if req.client else None,
+            client_sdk=_shared(req.client.sdk) if req.client else None,
+            user_agent=_shared(req.client.user_agent) if req.client else None,
         )
         if not await self.store.create(state):
             raise Conflict(f"session {state.session_id!r} already exists",
@@ -186,7 +188,7 @@ class SessionService:
             state.skew_ns = offset if state.skew_ns is None else min(state.skew_ns, offset)
         limits = self.settings
         for index, event in events:
-            if event.id in state.seen_ids:
+            if state.has_seen(event.id):
                 result.duplicates += 1
                 continue
             refusal = None
@@ -198,7 +200,7 @@ class SessionService:
                 result.rejected.append({"index": index, "errors": [{"path": "", "message": refusal}]})
                 result.limited += 1
                 continue
-            state.seen_ids.add(event.id)
+            state.remember(event.id)
             state.event_count += 1
             out.extend(self.machine.apply(state, event, event_time_ns(state, event, now)))
             result.accepted += 1
@@ -307,7 +309,7 @@ class SessionService:
     def _forget(self, state: SessionState, now: int) -> None:
         """An ended session keeps its summary only: drop what made it big."""
         state.ended_at_ns = now
-        state.seen_ids = set()
+        state.forget_seen()
         state.root_events = []
         state.transcript = []
         state.tools = {}
@@ -384,6 +386,10 @@ class SessionService:
                 await self.end(session_id, reason)
                 count += 1
         return count
+
+
+def _shared(text: str | None) -> str | None:
+    return None if text is None else sys.intern(text)
 
 
 def body_events(body: object) -> tuple[list[object], float | None, str]:

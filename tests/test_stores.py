@@ -68,12 +68,12 @@ async def test_store_creates_once_and_mutates_in_place(store: SessionStore) -> N
 
     def touch(s: SessionState) -> int:
         s.event_count += 5
-        s.seen_ids.add("x")
+        s.remember("x")
         return s.event_count
 
     assert await store.mutate("a", touch) == 5
     got = await store.get("a")
-    assert got is not None and got.event_count == 5 and got.seen_ids == {"x"}
+    assert got is not None and got.event_count == 5 and got.has_seen("x")
     assert await store.count_active() == 1
 
 

@@ -18,6 +18,7 @@ from gateway.usage import Usage
 AttrValue = str | bool | int | float | list[str]
 Attrs = dict[str, AttrValue]
 SpanKindName = Literal["internal", "client"]
+SEEN_IDS_IN_A_LIST = 32
 
 
 def new_span_id() -> str:
@@ -120,7 +121,10 @@ class SessionState:
     client_sdk: str | None = None
     user_agent: str | None = None
     skew_ns: int | None = None  # gateway clock minus client clock, least-latency estimate
-    seen_ids: set[str] = field(default_factory=set)
+    # Event ids already applied. Most sessions are short, and a list of a few ids costs a fifth of a set; past
+    # SEEN_IDS_IN_A_LIST they move to a set, so a long session's lookups stay constant-time.
+    seen_ids: list[str] = field(default_factory=list)
+    seen_id_set: set[str] | None = None
     event_count: int = 0
     turn: TurnState | None = None
     pending_speech: PendingSpeech | None = None
@@ -145,6 +149,21 @@ class SessionState:
     end_ns: int | None = None
     ended_at_ns: int | None = None  # gateway clock, for how long the summary is kept
     summary: dict[str, object] | None = None
+
+    def has_seen(self, event_id: str) -> bool:
+        return event_id in (self.seen_ids if self.seen_id_set is None else self.seen_id_set)
+
+    def remember(self, event_id: str) -> None:
+        if self.seen_id_set is not None:
+            self.seen_id_set.add(event_id)
+        elif len(self.seen_ids) < SEEN_IDS_IN_A_LIST:
+            self.seen_ids.append(event_id)
+        else:
+            self.seen_id_set = {*self.seen_ids, event_id}
+            self.seen_ids = []
+
+    def forget_seen(self) -> None:
+        self.seen_ids, self.seen_id_set = [], None
 
     def open_span_names(self) -> list[str]:
         names = []
