@@ -99,7 +99,7 @@ _SCALARS = frozenset({str, int, float, bool})
 class _KeyValueCache:
     """Encoded attribute pairs; bounded, since values come from clients."""
 
-    def __init__(self, limit: int = 8192) -> None:
+    def __init__(self, limit: int = 2048) -> None:
         self._cache: dict[tuple[bytes, str, type, Any], bytes] = {}
         self._limit = limit
 

@@ -58,7 +58,10 @@ class TokenSigner:
         """Raise Unauthorized for a missing or invalid token, Forbidden for another session's token."""
         if not token:
             raise Unauthorized("an ingest token is required: 'Authorization: Bearer <token>' or '?token='")
-        known = self._verified.get(token)
+        # Keyed by the signature alone, a third of the token: the cached claims are the ones that verified, so a
+        # token that reuses a known signature over another payload still only reaches the session it was issued for.
+        signature = token.rpartition(".")[2]
+        known = self._verified.get(signature)
         if known is not None and known[1] > time.time():
             if known[0] != session_id:
                 raise Forbidden("the ingest token belongs to another session")
@@ -75,7 +78,7 @@ class TokenSigner:
             raise Unauthorized(f"the ingest token is invalid: {exc}") from None
         sid = claims.get("sid")
         if isinstance(sid, str):
-            self._verified[token] = (sid, float(claims["exp"]))
+            self._verified[signature] = (sid, float(claims["exp"]))
             while len(self._verified) > self._cache_size:
                 self._verified.popitem(last=False)
         if sid != session_id:
