@@ -17,31 +17,33 @@ from gateway.settings import GatewaySettings
 
 
 class RateLimiter:
+    """A token bucket kept as one number per key, its "theoretical arrival time" (GCRA): the moment the bucket
+    would be full again. Same answers as counting tokens, a third of the memory per key."""
+
     def __init__(self, rate_per_s: float, burst: float, max_keys: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate_per_s
         self.burst = max(burst, 1.0)
         self._max_keys = max_keys
         self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+        self._full_at: OrderedDict[str, float] = OrderedDict()
 
     def acquire(self, key: str, cost: float = 1.0) -> float:
         """Take ``cost`` tokens; returns 0 when allowed, else the seconds until it would be."""
         if self.rate <= 0:
             return 0.0
         now = self._clock()
-        tokens, at = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
         cost = min(cost, self.burst)  # a batch larger than the burst still passes once the bucket is full
-        if tokens >= cost:
-            tokens -= cost
-            wait = 0.0
-        else:
-            wait = (cost - tokens) / self.rate
-        self._buckets[key] = (tokens, now)
-        while len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)  # the least recently used key: a full bucket by now, most likely
-        return wait
+        full_at = max(self._full_at.pop(key, now), now) + cost / self.rate
+        over = full_at - now - self.burst / self.rate
+        if over > 1e-9:  # not float dust from adding up costs
+            # Refused: nothing taken. The key goes back as it was (most recently used).
+            self._full_at[key] = full_at - cost / self.rate
+            return over
+        self._full_at[key] = full_at
+        while len(self._full_at) > self._max_keys:
+            self._full_at.popitem(last=False)  # the least recently used key: a full bucket by now, most likely
+        return 0.0
 
 
 class IngestGuard:

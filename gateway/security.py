@@ -52,7 +52,15 @@ class TokenSigner:
         expires = int(now + self._ttl_s)
         claims = {"sid": session_id, "aud": _AUDIENCE, "iat": int(now), "exp": expires}
         token = jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers={"kid": self._kid})
+        # Known good from birth: the session's first request skips the signature check, and the cache shares the
+        # caller's session id string instead of holding a decoded copy.
+        self._remember(token.rpartition(".")[2], session_id, float(expires))
         return IssuedToken(token, float(expires))
+
+    def _remember(self, signature: str, session_id: str, expires: float) -> None:
+        self._verified[signature] = (session_id, expires)
+        while len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
 
     def verify(self, token: str | None, session_id: str) -> None:
         """Raise Unauthorized for a missing or invalid token, Forbidden for another session's token."""
@@ -78,9 +86,7 @@ class TokenSigner:
             raise Unauthorized(f"the ingest token is invalid: {exc}") from None
         sid = claims.get("sid")
         if isinstance(sid, str):
-            self._verified[signature] = (sid, float(claims["exp"]))
-            while len(self._verified) > self._cache_size:
-                self._verified.popitem(last=False)
+            self._remember(signature, sid, float(claims["exp"]))
         if sid != session_id:
             raise Forbidden("the ingest token belongs to another session")
 

@@ -36,6 +36,18 @@ def test_token_is_scoped_to_its_session_and_expires() -> None:
         signer.verify(forged, "a")
 
 
+def test_a_known_signature_over_another_payload_reaches_no_other_session() -> None:
+    signer = TokenSigner("k" * 32, 60)
+    header, _, signature = signer.issue("a").token.split(".")
+    other = jwt.encode({"sid": "b", "aud": "voice-trace-gateway/ingest", "exp": time.time() + 60}, "x" * 32,
+                       algorithm="HS256").split(".")[1]
+    spliced = f"{header}.{other}.{signature}"
+    with pytest.raises(Forbidden):
+        signer.verify(spliced, "b")
+    with pytest.raises(Unauthorized, match="invalid"):
+        TokenSigner("k" * 32, 60).verify(spliced, "b")  # a replica that did not issue it checks the signature
+
+
 def test_api_keys_accept_any_configured_key_and_nothing_else() -> None:
     keys = ApiKeys(["key-one", "key-two"])
     keys.check("key-two")
