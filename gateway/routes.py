@@ -14,7 +14,7 @@ from starlette.routing import Route
 from gateway import events as ev
 from gateway.errors import BadRequest, FieldError, PayloadTooLarge, ValidationFailed
 from gateway.limits import IngestGuard
-from gateway.service import SessionService, body_events
+from gateway.service import SessionService, body_events, checked_sent_at
 
 
 class JSONResponse(_StarletteJSONResponse):
@@ -99,13 +99,11 @@ async def end_session(request: Request) -> Response:
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be an object", [FieldError("", "expected an object")])
     req = ev.parse_model(ev.EndRequest, body)
-    raw_events, sent_at = body.get("events") or [], body.get("sent_at")
+    raw_events, sent_at = body.get("events") or [], checked_sent_at(body.get("sent_at"))
     if not isinstance(raw_events, list):
         raise ValidationFailed("'events' must be a list", [FieldError("events", "must be a list")])
     if raw_events:
         guard_of(request).events(client_of(request), session_id, len(raw_events))
-    if sent_at is not None and (isinstance(sent_at, bool) or not isinstance(sent_at, int | float)):
-        raise ValidationFailed("'sent_at' must be a number", [FieldError("sent_at", "must be ms since the epoch")])
     ts = req.ts.timestamp() * 1000 if req.ts is not None and not isinstance(req.ts, float) else req.ts
     summary, result = await service.end(session_id, req.reason, ts, raw_events, sent_at)
     payload = dict(summary)

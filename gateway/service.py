@@ -392,18 +392,23 @@ def _shared(text: str | None) -> str | None:
     return None if text is None else sys.intern(text)
 
 
+def checked_sent_at(value: object) -> float | None:
+    """A batch's ``sent_at``: ms since the epoch, within what a clock can read."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= ev.MAX_EPOCH_MS:
+        message = f"must be a number of ms since the epoch, 0 to {ev.MAX_EPOCH_MS}"
+        raise ValidationFailed("'sent_at' must be ms since the epoch", [FieldError("sent_at", message)])
+    return value
+
+
 def body_events(body: object) -> tuple[list[object], float | None, str]:
     """One event, or ``{"events": [...], "sent_at": ms}``; returns (events, sent_at, path prefix)."""
     if isinstance(body, dict) and "events" in body and "type" not in body:
         events = body["events"]
         if not isinstance(events, list):
             raise ValidationFailed("'events' must be a list", [FieldError("events", "must be a list")])
-        sent_at = body.get("sent_at")
-        if sent_at is not None and (isinstance(sent_at, bool) or not isinstance(sent_at, int | float)
-                                    or not 0 <= sent_at <= ev.MAX_EPOCH_MS):
-            raise ValidationFailed("'sent_at' must be ms since the epoch",
-                                   [FieldError("sent_at", "must be a number (ms since the epoch)")])
-        return events, sent_at, "events"
+        return events, checked_sent_at(body.get("sent_at")), "events"
     if isinstance(body, dict):
         return [body], None, ""
     raise ValidationFailed("the body must be an event object or {\"events\": [...]}",

@@ -180,6 +180,11 @@ def test_sent_at_out_of_any_clock_range_is_a_problem_and_the_session_keeps_worki
     assert far.status_code == 422 and far.json()["errors"][0]["path"] == "sent_at"
     ok = client.post(url, json={"events": [{"type": "mark", "id": "m1", "name": "x"}]}, headers=auth(s))
     assert ok.json()["accepted"] == 1
+    end = f"/v1/sessions/{s['session_id']}/end"
+    far_end = client.post(end, json={"reason": "completed", "sent_at": 1e308,
+                                     "events": [{"type": "mark", "id": "m2", "name": "y"}]}, headers=auth(s))
+    assert far_end.status_code == 422 and far_end.json()["errors"][0]["path"] == "sent_at"
+    assert client.post(end, json={"reason": "completed"}, headers=auth(s)).status_code == 200
 
 
 def test_unknown_session_is_404(client: TestClient) -> None:
