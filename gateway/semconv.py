@@ -107,3 +107,15 @@ END_GATEWAY_SHUTDOWN: Final = "gateway_shutdown"
 END_CANCELLED: Final = "cancelled"
 END_ERROR: Final = "error"
 END_REPLACED: Final = "replaced"
+END_USER_DISCONNECT: Final = "user_disconnect"
+END_OTHER: Final = "other"
+
+# Session end reasons that get a metric series of their own. A client may end with any short string; the
+# span keeps it, but a metric label taken from clients must come from a closed set.
+METRIC_SESSION_END_REASONS: Final = frozenset(
+    {END_COMPLETED, END_USER_DISCONNECT, END_ERROR, END_TIMEOUT, END_GATEWAY_SHUTDOWN, END_CANCELLED}
+)
+
+
+def metric_end_reason(reason: str | None) -> str:
+    return reason if reason in METRIC_SESSION_END_REASONS else END_OTHER

@@ -316,7 +316,7 @@ class SessionService:
 
     def _ended(self, summary: dict[str, Any], reason: str) -> None:
         self.metrics.sessions_active.dec()
-        self.metrics.sessions_ended.labels(reason).inc()
+        self.metrics.sessions_ended.labels(sc.metric_end_reason(reason)).inc()
         log.info(
             "session %s ended (%s): %s turns, %s interruptions, %s tool calls, %s errors, %.1f s, "
             "tokens in/out %s/%s, trace %s",

@@ -30,6 +30,7 @@ _TOKEN_KINDS = (
 )
 _LATENCY_BUCKETS_S = (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 Labels = tuple[tuple[str, str], ...]
+MAX_VALUES_PER_LABEL = 100
 
 
 def _kind(span: FinishedSpan) -> str:
@@ -81,6 +82,19 @@ class VoiceMetrics:
         ):
             meter.create_observable_counter(name, callbacks=[sums.observe], unit=unit, description=description)
         self._label_dicts: dict[Labels, dict[str, str]] = {}
+        self._seen_values: dict[str, set[str]] = {}
+
+    def _bounded(self, key: str, value: str) -> str:
+        """Provider, model, agent and tool names come from clients: the first MAX_VALUES_PER_LABEL values of
+        each keep their series, later ones share "other", so a client inventing names cannot grow memory here
+        or in the backend without bound."""
+        seen = self._seen_values.setdefault(key, set())
+        if value in seen:
+            return value
+        if len(seen) < MAX_VALUES_PER_LABEL:
+            seen.add(value)
+            return value
+        return sc.END_OTHER
 
     def _attrs(self, labels: Labels) -> dict[str, str]:
         """The same dict object for the same label set: built once, so each record call only hashes it."""
@@ -92,7 +106,7 @@ class VoiceMetrics:
         return attrs
 
     def observe(self, spans: Iterable[FinishedSpan], labels: Mapping[str, str]) -> None:
-        base: Labels = tuple(sorted(labels.items()))
+        base: Labels = tuple(sorted((k, self._bounded(k, v)) for k, v in labels.items()))
         for span in spans:
             kind = _kind(span)
             a = span.attributes
@@ -107,7 +121,8 @@ class VoiceMetrics:
             elif kind == sc.SPAN_INFERENCE:
                 self._usage(a, base)
             elif kind == sc.SPAN_TOOL:
-                tool = (*base, (sc.GEN_AI_TOOL_NAME, str(a.get(sc.GEN_AI_TOOL_NAME, ""))),
+                name = self._bounded(sc.GEN_AI_TOOL_NAME, str(a.get(sc.GEN_AI_TOOL_NAME, "")))
+                tool = (*base, (sc.GEN_AI_TOOL_NAME, name),
                         ("voice.tool.end_reason", str(a.get(sc.VOICE_TOOL_END_REASON, ""))))
                 self.tool_duration.record((span.end_ns - span.start_ns) / 1e9, self._attrs(tool))
             elif kind == sc.SPAN_CONNECTION:
@@ -115,7 +130,8 @@ class VoiceMetrics:
                 if isinstance(setup, int | float):
                     self.setup_duration.record(setup / 1000, self._attrs(base))
             elif kind == sc.SPAN_SESSION:
-                self.sessions.add((*base, (sc.VOICE_SESSION_END_REASON, str(a.get(sc.VOICE_SESSION_END_REASON)))), 1)
+                reason = sc.metric_end_reason(str(a.get(sc.VOICE_SESSION_END_REASON)))
+                self.sessions.add((*base, (sc.VOICE_SESSION_END_REASON, reason)), 1)
                 interruptions = a.get(sc.VOICE_SESSION_INTERRUPTION_COUNT)
                 if isinstance(interruptions, int) and interruptions:
                     self.interruptions.add(base, interruptions)

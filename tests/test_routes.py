@@ -263,3 +263,14 @@ def test_a_ten_percent_sample_keeps_about_ten_percent_of_sessions_whole_and_none
             expected = ["invoke_agent", "realtime_inference", "voice_session"] if s["sampled"] else []
             assert names == expected, "a session is traced whole or not at all"
             assert s["traceparent"].endswith("-01" if s["sampled"] else "-00")
+
+
+def test_free_text_end_reasons_share_one_metric_series(client: TestClient) -> None:
+    for reason in ("completed", "user_disconnect", "caller said bye", "x" * 200):
+        s = start(client)
+        assert client.post(f"/v1/sessions/{s['session_id']}/end", json={"reason": reason},
+                           headers=auth(s)).json()["end_reason"] == reason
+    text = client.get("/metrics").text
+    ended = {line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+             for line in text.splitlines() if line.startswith("vtg_sessions_ended_total{")}
+    assert ended == {'reason="completed"': 1, 'reason="user_disconnect"': 1, 'reason="other"': 2}

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from otlp_sink import Collector, Sink
 from test_fanout import play_session
+
+from gateway.sessions.state import FinishedSpan
+from gateway.voice_metrics import MAX_VALUES_PER_LABEL, VoiceMetrics, session_labels
 
 EXPECTED = {"voice.turn.time_to_first_audio", "voice.turn.duration", "voice.tool.duration",
             "voice.connection.setup.duration", "voice.sessions", "voice.turns", "voice.interruptions",
@@ -79,3 +84,25 @@ def test_keep_errored_rule_traces_an_unsampled_session_that_ends_in_error(
     root = next(s for s in spans if s.name == "voice_session")
     assert root.attributes["voice.session.error_count"] == 1
     assert not [x for x in sink.spans if x.trace_id == clean["trace_id"]]
+
+
+def test_client_chosen_names_and_end_reasons_cannot_grow_the_series_without_bound() -> None:
+    reader = InMemoryMetricReader()
+    metrics = VoiceMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    for i in range(MAX_VALUES_PER_LABEL + 50):
+        root = FinishedSpan("voice_session", f"{i:016x}", None, 0, 1, "internal",
+                            {"voice.session.end_reason": f"reason-{i}"}, ())
+        tool = FinishedSpan("execute_tool lookup", f"{i:016x}", None, 0, 1, "internal",
+                            {"gen_ai.tool.name": f"tool-{i}", "voice.tool.end_reason": "completed"}, ())
+        metrics.observe([tool, root], session_labels("gcp.gemini", f"model-{i}", "agent"))
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {m.name: list(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics
+              for m in sm.metrics}
+    sessions = points["voice.sessions"]
+    assert {p.attributes["voice.session.end_reason"] for p in sessions} == {"other"}
+    models = {p.attributes["gen_ai.request.model"] for p in sessions}
+    assert len(models) == MAX_VALUES_PER_LABEL + 1 and "other" in models and "model-0" in models
+    tools = {p.attributes["gen_ai.tool.name"] for p in points["voice.tool.duration"]}
+    assert len(tools) == MAX_VALUES_PER_LABEL + 1 and "other" in tools
+    assert sum(p.value for p in sessions) == MAX_VALUES_PER_LABEL + 50
