@@ -53,3 +53,19 @@ def test_each_content_kind_is_captured_only_when_turned_on(recorder: Recorder) -
     assert tool.attributes["gen_ai.tool.call.arguments"] == '{"q":1}'
     assert "gen_ai.tool.call.result" not in tool.attributes
     assert "gen_ai.input.messages" not in recorder.named("invoke_agent")[0].attributes
+
+
+def test_error_texts_are_redacted_even_with_capture_off(recorder: Recorder) -> None:
+    r = Run(SessionMachine(MachineOptions(redactor=Redactor(["email", "card"], []))), recorder)
+    r.send("connection.open")
+    r.send("tool.call", call_id="a", name="pay", arguments={"card": "4111 1111 1111 1111"})
+    r.send("tool.result", call_id="a", error="card 4111 1111 1111 1111 declined for bob@example.com")
+    r.send("error", error_type="client", message="could not reach bob@example.com")
+    r.send("connection.close", reason="kicked: bob@example.com")
+    r.end()
+    for span in recorder.spans():
+        texts = [repr(dict(span.attributes or {})), str(span.status.description)]
+        texts += [repr(dict(e.attributes or {})) for e in span.events]
+        assert not any("bob@example.com" in t or "4111" in t for t in texts), span.name
+    tool = recorder.named("execute_tool")[0]
+    assert tool.status.description is not None and "[REDACTED:card]" in tool.status.description

@@ -281,8 +281,10 @@ class SessionMachine:
         """Captured content as it may leave the gateway: redacted, then cut to the attribute limit."""
         return truncate(self._redact(_json(value)), self.options.max_attribute_length)
 
-    def _text(self, value: str) -> str:
-        return truncate(value, self.options.max_attribute_length)
+    def _message(self, value: str) -> str:
+        """Error text is exported whatever the capture settings, and errors quote what the user said or the
+        tool was given often enough: it goes through redaction like captured content."""
+        return truncate(self._redact(value), self.options.max_attribute_length)
 
     def _turn_cost(self, state: SessionState, turn: TurnState, t: int) -> Cost | None:
         pricer = self.options.pricer
@@ -340,7 +342,7 @@ class SessionMachine:
         if e.code is not None:
             conn.attributes[sc.VOICE_CONNECTION_CLOSE_CODE] = e.code
         if e.reason:
-            conn.attributes[sc.VOICE_CONNECTION_CLOSE_REASON] = e.reason
+            conn.attributes[sc.VOICE_CONNECTION_CLOSE_REASON] = self._message(e.reason)
         conn.attributes[sc.VOICE_CONNECTION_END_REASON] = "closed"
         out.append(self._finish(state, conn, t))
         state.connection = None
@@ -497,7 +499,7 @@ class SessionMachine:
             return
         error = None
         if e.error is not None and e.error is not False:
-            error = self._text(e.error if isinstance(e.error, str) else _json(e.error))
+            error = self._message(e.error if isinstance(e.error, str) else _json(e.error))
             tool.attributes[sc.ERROR_TYPE] = "tool_error"
             state.tool_error_count += 1
             tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_ERROR
@@ -520,7 +522,7 @@ class SessionMachine:
         state.error_count += 1
         attrs: Attrs = {sc.EXCEPTION_TYPE: e.error_type}
         if e.message:
-            attrs[sc.EXCEPTION_MESSAGE] = self._text(e.message)
+            attrs[sc.EXCEPTION_MESSAGE] = self._message(e.message)
         if state.turn is not None:
             attrs[sc.VOICE_TURN_NUMBER] = state.turn.number
         self._root_event(state, SpanEvent(sc.EVENT_EXCEPTION, t, attrs))
