@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.exporter.otlp.common.http import _extract_retry_after  # the SDK's own parser (pinned release)
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
@@ -44,6 +45,9 @@ class InstrumentedExporter(SpanExporter):
         self._metrics = metrics
         # The HTTP status of the last failed attempt: the queue retries only what OTLP calls transient.
         self.last_status: int | None = None
+        # A backend's Retry-After. The stock client honours it only within its own short deadline and then
+        # gives up without saying how long it was asked to wait, so the queue reads it here.
+        self.last_retry_after_s: float | None = None
         client = _otlp_http_client(inner)
         if client is not None:
             send = client.export
@@ -54,9 +58,18 @@ class InstrumentedExporter(SpanExporter):
                 return result
 
             client.export = recording_send
+            submit = getattr(client, "_submit", None)
+            if callable(submit):
+
+                def recording_submit(data: bytes, timeout: float) -> Any:
+                    result = submit(data, timeout)
+                    self.last_retry_after_s = _extract_retry_after(result)
+                    return result
+
+                client._submit = recording_submit
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.last_status = None
+        self.last_status = self.last_retry_after_s = None
         started = time.perf_counter()
         try:
             result = self.inner.export(spans)

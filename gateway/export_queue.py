@@ -39,6 +39,12 @@ def permanent_failure(exporter: SpanExporter) -> bool:
     return isinstance(status, int) and status >= 400 and status not in RETRYABLE_HTTP
 
 
+def asked_wait_s(exporter: SpanExporter) -> float:
+    """How long the backend asked to be left alone (Retry-After) on the exporter's last failure, or 0."""
+    wait = getattr(exporter, "last_retry_after_s", None)
+    return float(wait) if isinstance(wait, int | float) and wait > 0 else 0.0
+
+
 class RetryingBatchProcessor(SpanProcessor):
     def __init__(
         self,
@@ -204,6 +210,7 @@ class RetryingBatchProcessor(SpanProcessor):
                 self._spool.remove(path)
                 continue
             backoff = min(self.retry_max_s, self.retry_initial_s * 2**self._spool_attempt) * random.uniform(0.5, 1)
+            backoff = max(backoff, asked_wait_s(self.exporter))
             self._spool_attempt += 1
             self._metrics.export_retries.labels(self.name).inc()
             log.warning("exporter %s: backend away; %d batches spooled, next try in %.1f s",
@@ -247,6 +254,7 @@ class RetryingBatchProcessor(SpanProcessor):
                 self._metrics.spans_dropped.labels(self.name).inc(len(batch))
                 return
             backoff = min(self.retry_max_s, self.retry_initial_s * 2**attempt) * random.uniform(0.5, 1.0)
+            backoff = max(backoff, asked_wait_s(self.exporter))
             backoff = min(backoff, max(0.0, self.retry_max_elapsed_s - elapsed))
             attempt += 1
             self._metrics.export_retries.labels(self.name).inc()

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from gateway.export import InstrumentedExporter, with_fast_encoding
 from gateway.export_queue import RetryingBatchProcessor
 from gateway.metrics import GatewayMetrics
 
@@ -116,3 +120,57 @@ def test_queue_bound_drops_and_counts_new_spans_while_the_backend_is_away() -> N
     p.shutdown(timeout_millis=100)
     total = counter(metrics, "vtg_spans_dropped") + len(exporter.get_finished_spans())
     assert total == 25, "every span is either delivered or counted as dropped"
+
+
+class ThrottlingBackend:
+    """An OTLP/HTTP endpoint that answers 429 with ``Retry-After`` to its first ``refusals`` requests."""
+
+    def __init__(self, refusals: int, retry_after_s: int) -> None:
+        self.arrivals: list[float] = []
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                backend.arrivals.append(time.monotonic())
+                if len(backend.arrivals) <= refusals:
+                    self.send_response(429)
+                    self.send_header("Retry-After", str(retry_after_s))
+                else:
+                    self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_backends_retry_after_is_honoured_beyond_the_exporters_own_deadline() -> None:
+    backend = ThrottlingBackend(refusals=1, retry_after_s=2)
+    try:
+        metrics = GatewayMetrics()
+        # The stock client gives up at once when asked to wait past its 1 s deadline; the queue must then
+        # wait what was asked, not its own 10 ms backoff.
+        stock = OTLPSpanExporter(endpoint=backend.url, timeout=1)
+        exporter = InstrumentedExporter("x", with_fast_encoding(stock), metrics)
+        p = RetryingBatchProcessor(exporter, "x", metrics, schedule_delay_millis=10, retry_initial_s=0.01,
+                                   retry_max_s=0.05)
+        for span in spans(3):
+            p.on_end(span)
+        deadline = time.monotonic() + 15
+        while counter(metrics, "vtg_spans_exported") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert counter(metrics, "vtg_spans_exported") == 3
+        assert len(backend.arrivals) == 2
+        assert backend.arrivals[1] - backend.arrivals[0] >= 1.9
+        p.shutdown()
+    finally:
+        backend.close()
