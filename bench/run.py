@@ -67,6 +67,7 @@ GATEWAY_ENV = {
     "VTG_EVENT_RATE_PER_CLIENT": HIGH,
     "VTG_SESSION_CREATE_RATE_PER_CLIENT": HIGH,
     "VTG_MAX_OPEN_SESSIONS": "10000000",
+    "VTG_DRAIN_S": "0",  # each run stops its own server; no load balancer to drain
 }
 
 

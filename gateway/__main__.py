@@ -7,10 +7,19 @@ import asyncio
 import json
 import logging
 import re
+import signal
 import sys
 import time
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
+
+log = logging.getLogger("gateway")
 
 
 class _RedactTokens(logging.Filter):
@@ -22,6 +31,48 @@ class _RedactTokens(logging.Filter):
         if isinstance(record.args, tuple):
             record.args = tuple(self._token.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
         return True
+
+
+def _draining_server(config: uvicorn.Config, app: Starlette, drain_s: float) -> uvicorn.Server:
+    """uvicorn's server with a drain period between the stop signal and its shutdown.
+
+    uvicorn closes its listening sockets before the lifespan shutdown runs, so a probe never sees a flag set
+    there. Here the first SIGTERM only marks the app draining (``/readyz`` answers 503) and the
+    gateway keeps serving; after ``drain_s`` uvicorn's own exit runs as if the signal had come just then
+    (sockets closed, in-flight requests finished, lifespan shutdown, the signal re-raised). A second signal
+    during the drain ends it at once. SIGINT, ``drain_s`` 0, or a signal before startup completed: uvicorn as is.
+    """
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def __init__(self) -> None:
+            super().__init__(config)
+            self.drain_signal: int | None = None
+            self.drain_until: float | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # A signal handler: set flags only; the log line waits for the next tick.
+            # Ctrl-C is a person at a terminal who wants it stopped; orchestrators send SIGTERM.
+            if (drain_s <= 0 or sig == signal.SIGINT or not self.started or self.should_exit
+                    or self.drain_signal is not None):
+                super().handle_exit(sig, frame)
+                return
+            self.drain_signal = sig
+            app.state.draining = True
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.drain_signal is not None and not self.should_exit:
+                now = time.monotonic()
+                if self.drain_until is None:
+                    self.drain_until = now + drain_s
+                    log.info("%s: draining for %g s (/readyz answers 503) before shutting down; "
+                             "signal again to stop now", signal.Signals(self.drain_signal).name, drain_s)
+                elif now >= self.drain_until:
+                    log.info("drain period over; shutting down")
+                    super().handle_exit(self.drain_signal, None)
+            return await super().on_tick(counter)
+
+    return DrainingServer()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -39,7 +90,8 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(telemetry.settings.shutdown_grace_s) or None,
         proxy_headers=False, server_header=False,
     )
-    server = uvicorn.Server(config)  # configures uvicorn's loggers, so the filter goes on after it
+    # Building the server configures uvicorn's loggers, so the filter goes on after it.
+    server = _draining_server(config, app, telemetry.settings.drain_s)
     logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
     server.run()
     return 0

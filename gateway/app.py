@@ -92,6 +92,9 @@ def create_app(
         try:
             yield
         finally:
+            # Under `python -m gateway serve` a stop signal has set this already, a drain period before now
+            # (gateway/__main__.py), while the listener still took probes. Under plain `uvicorn
+            # gateway.app:create_app --factory` there is no drain period: uvicorn has closed its sockets by now.
             app.state.draining = True
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -55,6 +55,9 @@ class GatewaySettings:
     # Trace every session that ends in error, even when the sampler said no (decided at the end).
     keep_errored_sessions: bool = False
     recent_sessions: int = 100
+    # Seconds between SIGTERM and closing the listener, /readyz answering 503 so load balancers stop routing
+    # here while requests are still served (only under `serve`); 0: no drain.
+    drain_s: float = 5.0
     shutdown_grace_s: float = 10.0
     max_body_bytes: int = 64 * 1024  # the sendBeacon limit
     # How long a failed export batch is retried before it is dropped (and counted).

@@ -81,7 +81,8 @@ class GatewayProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"gateway-{self.port}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VTG_", "LANGFUSE_"))}
-        full_env.update({"VTG_SIGNING_KEY": "test-signing-key-of-enough-length-123", **env})
+        # No drain period unless a test asks for one: stopping a test gateway should not wait for load balancers.
+        full_env.update({"VTG_SIGNING_KEY": "test-signing-key-of-enough-length-123", "VTG_DRAIN_S": "0", **env})
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), *(args or [])],
