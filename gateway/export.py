@@ -156,10 +156,12 @@ class ExporterInfo:
 
 def endpoint_of(exporter: SpanExporter) -> str | None:
     inner = getattr(exporter, "inner", exporter)
-    for attr in ("endpoint", "_endpoint"):
-        value = getattr(inner, attr, None)
-        if isinstance(value, str):
-            return value
+    # A wrapping exporter (Langfuse's) keeps its OTLP transport inside.
+    for candidate in (inner, getattr(inner, "_delegate", None)):
+        for attr in ("endpoint", "_endpoint"):
+            value = getattr(candidate, attr, None)
+            if isinstance(value, str):
+                return value
     return None
 
 

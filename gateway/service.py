@@ -81,6 +81,11 @@ class IngestResult:
     def to_json(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
+    def restart(self, invalid: list[dict[str, Any]]) -> None:
+        """A store may run a mutation again (a lost compare-and-set): each attempt starts from validation."""
+        self.accepted, self.duplicates, self.limited, self.rejected = 0, 0, 0, list(invalid)
+        self.accepted_types.clear()
+
 
 class SessionService:
     def __init__(
@@ -217,9 +222,7 @@ class SessionService:
         invalid = list(result.rejected)
 
         def apply(state: SessionState) -> Emission:
-            # A store may retry the mutation: start each attempt from the validation result.
-            result.accepted, result.duplicates, result.limited, result.rejected = 0, 0, 0, list(invalid)
-            result.accepted_types.clear()
+            result.restart(invalid)
             out.clear()
             self._apply(state, events, sent_at_ms, now, result, out)
             return self._hold_or_emit(state, out)
@@ -279,9 +282,11 @@ class SessionService:
         now = self.clock()
         out: list[FinishedSpan] = []
         ended_now = False
+        invalid = list(result.rejected)
 
         def apply(state: SessionState) -> tuple[Emission, dict[str, Any]]:
             nonlocal ended_now
+            result.restart(invalid)
             out.clear()
             ended_now = False
             if state.ended:

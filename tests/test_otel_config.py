@@ -106,3 +106,13 @@ def test_check_config_fails_naming_the_bad_key(tmp_path: Path) -> None:
     r = run_cli("check-config", "--config", path)
     assert r.returncode == 2
     assert "distribution.voice_gateway.idle" in r.stderr
+
+
+def test_langfuse_exporter_shows_its_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The exporter reads its keys from the process environment, as an entry-point exporter does.
+    for key, value in {"LANGFUSE_HOST": "https://lf.example", "LANGFUSE_PUBLIC_KEY": "pk-lf-1",
+                       "LANGFUSE_SECRET_KEY": "sk-lf-1"}.items():
+        monkeypatch.setenv(key, value)
+    t = load_telemetry(env={"VTG_SIGNING_KEY": "x" * 32, "OTEL_TRACES_EXPORTER": "langfuse"})
+    assert [e.endpoint for e in t.exporters] == ["https://lf.example/api/public/otel/v1/traces"]
+    t.provider.shutdown()

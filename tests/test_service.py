@@ -1,0 +1,46 @@
+"""The service under a store that runs a mutation twice, as a shared store does when it loses a compare-and-set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from starlette.testclient import TestClient
+from test_routes import ENV, auth, start
+
+from gateway.app import create_app
+from gateway.otel_config import load_telemetry
+from gateway.sessions.codec import decode, encode
+from gateway.sessions.state import SessionState
+from gateway.sessions.store import MemoryStore
+
+T = TypeVar("T")
+
+
+class LosesFirstRace(MemoryStore):
+    """Every mutation first runs on a copy that is thrown away (another replica won), then for real."""
+
+    async def mutate(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
+        state = await self.get(session_id)
+        if state is not None:
+            fn(decode(encode(state)))
+        return await super().mutate(session_id, fn)
+
+
+def accepted_total(client: TestClient) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in client.get("/metrics").text.splitlines()
+               if line.startswith("vtg_events_accepted_total{"))
+
+
+def test_a_retried_mutation_counts_each_event_once_on_events_and_on_end() -> None:
+    with TestClient(create_app(load_telemetry(env=ENV), store=LosesFirstRace())) as client:
+        s = start(client)
+        base = f"/v1/sessions/{s['session_id']}"
+        events = [{"type": "user.speech_start", "id": "1"}, {"type": "bogus", "id": "2"},
+                  {"type": "user.speech_end", "id": "3"}]
+        r = client.post(f"{base}/events", json={"events": events}, headers=auth(s)).json()
+        assert r["accepted"] == 2 and r["duplicates"] == 0 and len(r["rejected"]) == 1
+        end = client.post(f"{base}/end", headers=auth(s), json={
+            "reason": "completed", "events": [{"type": "mark", "id": "4", "name": "bye"}, {"type": "x", "id": "5"}]})
+        assert end.status_code == 200 and end.json()["end_reason"] == "completed"
+        assert accepted_total(client) == 3
