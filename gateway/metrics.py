@@ -24,7 +24,9 @@ class GatewayMetrics:
         self.events_rejected = Counter(
             "vtg_events_rejected", "Events or requests refused, by reason", ["reason"], registry=r
         )
-        self.sessions_active = Gauge("vtg_sessions_active", "Sessions open in this process", registry=r)
+        self.sessions_active = Gauge(
+            "vtg_sessions_active", "Open sessions in the session store (every replica's, when shared)", registry=r
+        )
         self.sessions_started = Counter("vtg_sessions_started", "Sessions started", registry=r)
         self.sessions_ended = Counter("vtg_sessions_ended", "Sessions ended, by reason", ["reason"], registry=r)
         self.sessions_unsampled = Counter(

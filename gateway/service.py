@@ -309,6 +309,8 @@ class SessionService:
         self._count(result)
         if ended_now:
             self._ended(summary, reason)
+            # Read back, not decremented: on a shared store other replicas open and end sessions too.
+            self.metrics.sessions_active.set(await self.store.count_active())
         return summary, result
 
     def _forget(self, state: SessionState, now: int) -> None:
@@ -320,7 +322,6 @@ class SessionService:
         state.tools = {}
 
     def _ended(self, summary: dict[str, Any], reason: str) -> None:
-        self.metrics.sessions_active.dec()
         self.metrics.sessions_ended.labels(sc.metric_end_reason(reason)).inc()
         log.info(
             "session %s ended (%s): %s turns, %s interruptions, %s tool calls, %s errors, %.1f s, "
@@ -364,6 +365,7 @@ class SessionService:
             now - int(s.session_max_duration_s * 1e9),
             now - int(s.ended_retention_s * 1e9),
         )
+        self.metrics.sessions_active.set(await self.store.count_active())
         ended = 0
         for session_id in ids:
             state = await self.store.get(session_id)

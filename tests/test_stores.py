@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from otlp_sink import Collector, Sink, free_port, wait_port
 
@@ -162,6 +163,11 @@ def test_sqlite_store_survives_kill_9_and_the_sweeper_ends_the_session_whole(
     assert len({x.span_id for x in spans}) == len(spans)
 
 
+def active_gauge(client: httpx.Client) -> float:
+    return next(float(line.split()[1]) for line in client.get("/metrics").text.splitlines()
+                if line.startswith("vtg_sessions_active "))
+
+
 def test_two_replicas_on_one_redis_make_one_trace_and_survive_losing_one(
     collector: Collector, sink: Sink, gateway_factory: Any, redis_url: str
 ) -> None:
@@ -177,6 +183,12 @@ def test_two_replicas_on_one_redis_make_one_trace_and_survive_losing_one(
     end = clients[1].post(f"/v1/sessions/{s['session_id']}/end", json={"reason": "completed"},
                           headers={"authorization": f"Bearer {s['token']}"})
     assert end.status_code == 200 and end.json()["turns"] == 3
+    # Opened on one replica, ended on the other: each reads the shared count back (the other at its next sweep),
+    # so neither keeps counting a session that has ended elsewhere.
+    deadline = time.monotonic() + 5
+    while [active_gauge(c) for c in clients] != [0, 0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [active_gauge(c) for c in clients] == [0, 0]
     spans = sink.trace(s["trace_id"])
     time.sleep(0.5)
     spans = [x for x in sink.spans if x.trace_id == s["trace_id"]]
