@@ -83,6 +83,14 @@ class Cost:
             source=self.source if self.source == other.source else SOURCE_MIXED,
         )
 
+    def __sub__(self, other: Cost) -> Cost:
+        """Take a part back out (a turn repriced when its usage came late); flags stay those of the whole."""
+        return Cost(
+            **{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self) if f.name in _USD_FIELDS},
+            estimated=self.estimated,
+            source=self.source,
+        )
+
     def __radd__(self, other: int) -> Cost:
         if other == 0:  # lets sum() start from its default 0
             return self

@@ -8,10 +8,12 @@ from conftest import Recorder
 from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.events import parse_event
+from gateway.pricing import Pricer
 from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
 from gateway.sessions.state import SessionState, TraceRef, new_span_id, new_trace_id
 from gateway.sessions.summary import summarize
 from gateway.simulate import gemini_usage
+from gateway.usage import normalize_usage
 
 T0 = 1_800_000_000_000_000_000  # ns
 
@@ -430,3 +432,29 @@ def test_a_chatty_client_cannot_grow_an_open_span_without_bound(machine: Session
         r.send("connection.setup_complete", 1)
     assert r.state.turn is not None and len(r.state.turn.span.events) == 128
     assert r.state.connection is not None and len(r.state.connection.events) == 128
+
+
+@pytest.mark.parametrize("usage_in_turn", [True, False])
+def test_usage_that_arrives_after_its_turn_reprices_the_session_total(recorder: Recorder, usage_in_turn: bool) -> None:
+    pricer = Pricer()
+    state = new_state()
+    state.model = "gemini-live-2.5-flash-preview"
+    r = Run(SessionMachine(MachineOptions(pricer=pricer)), recorder, state)
+    early = {"promptTokenCount": 10, "responseTokenCount": 10}
+    late = {"promptTokenCount": 400, "responseTokenCount": 900,
+            "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 400}],
+            "responseTokensDetails": [{"modality": "AUDIO", "tokenCount": 900}]}
+    r.send("user.speech_start")
+    r.send("user.speech_end", after_ms=2000)
+    r.send("model.response_start")
+    r.send("model.audio_start")
+    if usage_in_turn:
+        r.send("model.usage", usage=early)
+    r.send("model.turn_complete", after_ms=3000)  # without usage: priced as an estimate from the audio
+    r.send("model.usage", usage=late)
+    r.end()
+    root = recorder.named("voice_session")[0].attributes
+    expected = pricer.price("gcp.gemini", "gemini-live-2.5-flash-preview", normalize_usage(late))
+    assert expected is not None
+    assert root["voice.cost.total_usd"] == pytest.approx(expected.total_usd)
+    assert root["gen_ai.usage.input_tokens"] == 400 and root["gen_ai.usage.output_tokens"] == 900

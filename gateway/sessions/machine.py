@@ -235,6 +235,7 @@ class SessionMachine:
         capture = self.options.transcripts
         if turn.speech is not None:
             out.append(self._finish(state, turn.speech, t))
+        state.last_turn_usage = state.last_turn_cost = None
         if turn.inference is not None:
             inf = turn.inference
             if reason != sc.END_SESSION_CLOSED:
@@ -248,6 +249,7 @@ class SessionMachine:
             if cost is not None:
                 inf.attributes.update(cost.span_attributes())
                 state.cost_total = cost if state.cost_total is None else state.cost_total + cost
+                state.last_turn_cost = cost
             if capture and turn.user_text:
                 inf.attributes[sc.GEN_AI_INPUT_MESSAGES] = self._messages("user", turn.user_text)
             if capture and turn.model_text:
@@ -465,14 +467,28 @@ class SessionMachine:
         if state.turn is not None:
             state.turn.usage = usage  # reports are cumulative within a turn: the last one wins
             state.turn.usage_reports += 1
-        elif state.last_turn_usage is not None:
-            # Arrived after its turn closed: correct the session total; the turn's spans are already out.
+        elif state.last_turn_usage is not None or state.last_turn_cost is not None:
+            # Arrived after its turn closed: correct the session totals (usage and cost, the cost perhaps
+            # estimated from audio until now); the turn's spans are already out.
+            previous = (state.last_turn_usage or Usage()).to_dict()
             state.usage_total = Usage.from_dict(
-                {k: v - state.last_turn_usage.to_dict()[k] for k, v in state.usage_total.to_dict().items()}
+                {k: v - previous[k] for k, v in state.usage_total.to_dict().items()}
             ) + usage
             state.last_turn_usage = usage
+            self._reprice_last_turn(state, usage)
         else:
             state.usage_total = state.usage_total + usage
+
+    def _reprice_last_turn(self, state: SessionState, usage: Usage) -> None:
+        pricer = self.options.pricer
+        cost = pricer.price(state.provider, state.model, usage) if pricer is not None else None
+        if cost is None:
+            return
+        total = state.cost_total
+        if total is not None and state.last_turn_cost is not None:
+            total = total - state.last_turn_cost
+        state.cost_total = cost if total is None else total + cost
+        state.last_turn_cost = cost
 
     # -- tools ----------------------------------------------------------------------------------------
 

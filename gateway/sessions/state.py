@@ -141,7 +141,8 @@ class SessionState:
     first_audio_ms: list[float] = field(default_factory=list)  # per turn, for the session's percentiles
     usage_total: Usage = field(default_factory=Usage)
     cost_total: Cost | None = None
-    last_turn_usage: Usage | None = None
+    last_turn_usage: Usage | None = None  # the last closed turn's, while no later turn has closed
+    last_turn_cost: Cost | None = None
     transcript: list[dict[str, str | int]] = field(default_factory=list)
     held_spans: list[FinishedSpan] = field(default_factory=list)  # unsampled, kept in case it ends in error
     ended: bool = False
