@@ -4,24 +4,37 @@ Its clients send ``{sessionId, type, timestamp, data}`` with four event types;
 each becomes one or more v1 events with ids derived from the legacy fields, so
 a replayed legacy event is deduplicated like any other. Unlike the original,
 the ingest token is required here too (header, ``?token=`` or a ``token``
-field), since unauthenticated writes were one of its defects.
+field), since unauthenticated writes were one of its defects; session creation
+asks for an API key and is rate limited exactly like ``POST /v1/sessions``,
+and events count against the same rate limits as ``POST /v1/sessions/{id}/events``.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import events as ev
 from gateway.errors import FieldError, ValidationFailed
-from gateway.routes import JSONResponse, bearer_token, read_json, service_of
+from gateway.routes import JSONResponse, bearer_token, client_of, guard_of, read_json, service_of
 
 LEGACY_TYPES = ("turn_start", "turn_complete", "tool_call", "tool_result")
 _BAD_TIMESTAMP = FieldError("timestamp", "ms epoch or ISO 8601")
+# finish reason of a turn closed because the client went on to the next one without saying it completed
+SUPERSEDED = "superseded"
+MAX_TOOL_NAME = 256  # what tool.call accepts
+
+MAX_SESSIONS = 10_000
+MAX_KEYS_PER_SESSION = 4_096
+MAX_UNMATCHED_PER_TOOL = 256
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -50,7 +63,133 @@ def _ms(value: Any) -> float | None:
     raise ValidationFailed("timestamp is not a date", [_BAD_TIMESTAMP])
 
 
-def legacy_to_events(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _turn_key(value: Any) -> str | None:
+    """The turnNumber as a key: 2, 2.0 and "2" are the same turn."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValidationFailed("turnNumber must be a number", [FieldError("data.turnNumber", "expected a number")])
+    return str(value)
+
+
+def _ts_key(ms: float | None) -> str:
+    # Microsecond precision, so a call time recomputed as result time minus duration compares equal.
+    return "-" if ms is None else f"{ms:.3f}"
+
+
+def _before(ms: float | None, duration: Any) -> float | None:
+    """The moment ``duration`` ms before ``ms``: when a legacy event's measured span began."""
+    if ms is None or isinstance(duration, bool) or not isinstance(duration, int | float):
+        return ms
+    return ms - float(duration)
+
+
+def _digest(*parts: Any) -> str:
+    """A short, stable digest of legacy fields: ids stay within their length limits whatever the client sent."""
+    raw = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+# -- tool call pairing ------------------------------------------------------------------------------
+
+
+@dataclass
+class _SessionCalls:
+    given: dict[str, str] = field(default_factory=dict)  # legacy event key -> the call id it was given
+    taken: dict[str, None] = field(default_factory=dict)  # call ids given to calls (an ordered set)
+    unmatched: dict[tuple[str | None, str], deque[str]] = field(default_factory=dict)  # oldest first
+
+    def remember(self, key: str, call_id: str) -> None:
+        self.given[key] = call_id
+        while len(self.given) > MAX_KEYS_PER_SESSION:
+            del self.given[next(iter(self.given))]
+
+
+class LegacyToolCalls:
+    """Pairs legacy tool results with their calls: first in, first out per (turn, tool name).
+
+    Legacy events carry no call id, and which call a result belongs to depends on
+    which calls are still unmatched: state that only the session has, and that compat
+    cannot read. No stateless scheme is correct (a replayed call and a second call of
+    the same tool with the same arguments at the same instant are indistinguishable,
+    and nothing in a result says which call it answers), so the pairing is kept here,
+    bounded: the most recently used MAX_SESSIONS sessions, MAX_KEYS_PER_SESSION events each.
+
+    Limitation: this is per process. With several replicas and no session affinity, a
+    result that reaches another replica than its call (or arrives after a restart or an
+    eviction) is paired by timing instead: the call it answers is assumed to have been
+    reported at the result's timestamp minus its durationMs. When that matches no open
+    call, the tool span ends with the session (voice.tool.end_reason session_closed).
+    """
+
+    def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
+        self._max_sessions = max_sessions
+        self._sessions: OrderedDict[str, _SessionCalls] = OrderedDict()
+
+    def _session(self, session_id: str) -> _SessionCalls:
+        calls = self._sessions.pop(session_id, None) or _SessionCalls()
+        self._sessions[session_id] = calls
+        while len(self._sessions) > self._max_sessions:
+            self._sessions.popitem(last=False)
+        return calls
+
+    def call(self, session_id: str, key: str, pair: tuple[str | None, str], base: str) -> str:
+        """The call id of a tool call: ``base``, unless another call already has it; a replay gets its own again."""
+        s = self._session(session_id)
+        known = s.given.get(key)
+        if known is not None:
+            return known
+        call_id, n = base, 1
+        while call_id in s.taken:  # same tool, turn and instant, other arguments: parallel calls
+            call_id, n = f"{base}:{n}", n + 1
+        s.remember(key, call_id)
+        s.taken[call_id] = None
+        while len(s.taken) > MAX_KEYS_PER_SESSION:
+            del s.taken[next(iter(s.taken))]
+        queue = s.unmatched.pop(pair, None) or deque(maxlen=MAX_UNMATCHED_PER_TOOL)
+        queue.append(call_id)
+        s.unmatched[pair] = queue
+        while len(s.unmatched) > MAX_KEYS_PER_SESSION:
+            del s.unmatched[next(iter(s.unmatched))]
+        return call_id
+
+    def result(self, session_id: str, key: str, pair: tuple[str | None, str], fallback: str) -> str:
+        """The call id a result answers: the oldest unmatched call of that tool in that turn."""
+        s = self._session(session_id)
+        known = s.given.get(key)
+        if known is not None:
+            # A replay (or a retry after a 429) answers the same call, not the next one.
+            return known
+        queue = s.unmatched.get(pair)
+        call_id = queue.popleft() if queue else fallback
+        if queue is not None and not queue:
+            del s.unmatched[pair]
+        s.remember(key, call_id)
+        return call_id
+
+    def forget(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+def tool_calls_of(request: Request) -> LegacyToolCalls:
+    state = request.app.state
+    calls = getattr(state, "legacy_tool_calls", None)
+    if not isinstance(calls, LegacyToolCalls):
+        calls = state.legacy_tool_calls = LegacyToolCalls()
+    return calls
+
+
+# -- mapping ----------------------------------------------------------------------------------------
+
+
+def legacy_to_events(
+    body: dict[str, Any], session_id: str | None = None, tools: LegacyToolCalls | None = None
+) -> list[dict[str, Any]]:
     kind = body.get("type")
     if kind not in LEGACY_TYPES:
         raise ValidationFailed(
@@ -60,32 +199,60 @@ def legacy_to_events(body: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(data, dict):
         raise ValidationFailed("data must be an object", [FieldError("data", "expected an object")])
     ts = _ms(body.get("timestamp"))
-    turn = data.get("turnNumber")
-    base = f"compat:{kind}:{turn}:{ts}"
+    turn = _turn_key(data.get("turnNumber"))
     out: list[dict[str, Any]] = []
 
-    def add(event_type: str, suffix: str, at: float | None = ts, **fields: Any) -> None:
-        out.append({"type": event_type, "id": f"{base}:{suffix}", "ts": at, **fields})
+    def add(event_type: str, event_id: str, at: float | None = ts, **fields: Any) -> None:
+        out.append({"type": event_type, "id": event_id, "ts": at, **fields})
 
-    if kind == "turn_start":
-        add("user.transcript", "transcript", text=str(data.get("userTranscript") or ""), final=True)
-    elif kind == "turn_complete":
-        duration = data.get("durationMs")
-        started = ts - float(duration) if ts is not None and isinstance(duration, int | float) else ts
-        add("model.response_start", "response", at=started)
-        if data.get("aiTranscript"):
-            add("model.transcript", "transcript", text=str(data["aiTranscript"]))
-        add("model.turn_complete", "complete")
-    else:
-        name = data.get("toolName")
-        if not isinstance(name, str) or not name:
-            raise ValidationFailed("toolName is required", [FieldError("data.toolName", "required string")])
-        call_id = f"compat:{turn}:{name}"
-        if kind == "tool_call":
-            add("tool.call", name, call_id=call_id, name=name, arguments=data.get("toolArgs"))
+    def begin_turn(at: float | None) -> None:
+        # The legacy client may never send turn_complete for a turn (a barge-in, a lost request), and
+        # compat cannot see which turn the session has open. So the first event of each turnNumber is
+        # preceded by a turn_complete whose id depends on the turnNumber alone: it closes whatever is
+        # still open, which can only be an earlier turn since every event of this one comes after it,
+        # and for any later event of the same turn (or a replay) it is a duplicate, so it never closes
+        # the turn it began. After a proper turn_complete no turn is open and the machine ignores it.
+        # Without a turnNumber there is nothing to tell turns apart by: the machine's own segmentation.
+        if turn is not None:
+            add("model.turn_complete", f"compat:{_digest('turn', turn)}:begin", at=at, reason=SUPERSEDED)
+
+    if kind in ("turn_start", "turn_complete"):
+        # A turn has one start and one end: its number and the time identify the legacy event.
+        base = f"compat:{_digest(kind, turn, _ts_key(ts))}"
+        if kind == "turn_start":
+            begin_turn(ts)
+            add("user.transcript", f"{base}:transcript", text=str(data.get("userTranscript") or ""), final=True)
         else:
-            add("tool.result", name, call_id=call_id, result=data.get("result"), error=data.get("error"))
+            started = _before(ts, data.get("durationMs"))
+            begin_turn(started)
+            add("model.response_start", f"{base}:response", at=started)
+            if data.get("aiTranscript"):
+                add("model.transcript", f"{base}:transcript", text=str(data["aiTranscript"]))
+            add("model.turn_complete", f"{base}:complete")
+        return out
+
+    name = data.get("toolName")
+    if not isinstance(name, str) or not name or len(name) > MAX_TOOL_NAME:
+        raise ValidationFailed("toolName is required", [FieldError("data.toolName", "required string, 1-256 chars")])
+    pair = (turn, name)
+    # Parallel calls of one tool may share a turn and a millisecond: arguments (results) tell them apart.
+    if kind == "tool_call":
+        args = data.get("toolArgs")
+        key = _digest(kind, turn, name, _ts_key(ts), args)
+        base = f"compat:{_digest('call', turn, name, _ts_key(ts))}"
+        call_id = base if tools is None or session_id is None else tools.call(session_id, key, pair, base)
+        begin_turn(ts)
+        add("tool.call", f"compat:{key}:call", call_id=call_id, name=name, arguments=args)
+    else:
+        key = _digest(kind, turn, name, _ts_key(ts), data.get("result"), data.get("error"))
+        fallback = f"compat:{_digest('call', turn, name, _ts_key(_before(ts, data.get('durationMs'))))}"
+        call_id = fallback if tools is None or session_id is None else tools.result(session_id, key, pair, fallback)
+        add("tool.result", f"compat:{key}:result", call_id=call_id, result=data.get("result"),
+            error=data.get("error"))
     return out
+
+
+# -- routes -----------------------------------------------------------------------------------------
 
 
 def _token(request: Request, body: dict[str, Any]) -> str | None:
@@ -95,6 +262,8 @@ def _token(request: Request, body: dict[str, Any]) -> str | None:
 
 async def legacy_token(request: Request) -> Response:
     service = service_of(request)
+    service.api_keys.check(bearer_token(request, query=False))
+    guard_of(request).session_created(client_of(request))
     body = await read_json(request, service.settings.max_body_bytes) or {}
     body = _object(body)
     req = ev.parse_model(ev.SessionCreate, {
@@ -113,7 +282,10 @@ async def legacy_event(request: Request) -> Response:
     body = _object(await read_json(request, service.settings.max_body_bytes))
     session_id = _session_id(body)
     service.signer.verify(_token(request, body), session_id)
-    result = await service.ingest(session_id, legacy_to_events(body), None, prefix="events")
+    # Pairing is idempotent per legacy event, so a request refused below and retried pairs the same way.
+    events = legacy_to_events(body, session_id, tool_calls_of(request))
+    guard_of(request).events(client_of(request), session_id, len(events))
+    result = await service.ingest(session_id, events, None, prefix="events")
     if result.rejected:
         errors = [FieldError(e["path"], e["message"]) for r in result.rejected for e in r["errors"]]
         raise ValidationFailed("the event could not be mapped", errors)
@@ -127,6 +299,7 @@ async def legacy_end(request: Request) -> Response:
     service.signer.verify(_token(request, body), session_id)
     reason = body.get("reason") if isinstance(body.get("reason"), str) and body.get("reason") else "completed"
     summary, _ = await service.end(session_id, str(reason)[:256])
+    tool_calls_of(request).forget(session_id)
     return JSONResponse({
         "traceId": summary["trace_id"],
         "summary": {
