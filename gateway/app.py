@@ -71,7 +71,8 @@ def create_app(
     # The exporters' processors stay registered on the provider too, which flushes and shuts them down.
     processors = [info.processor for info in telemetry.exporters] + [recent]
     sampler = ALWAYS_OFF if telemetry.disabled else telemetry.provider.sampler
-    emitter = SpanEmitter(sampler, telemetry.provider.resource, processors)
+    # The SDK keeps a provider's resolved limits private; they are the ones its own Tracers apply.
+    emitter = SpanEmitter(sampler, telemetry.provider.resource, processors, telemetry.provider._span_limits)
     meters = telemetry.meter_provider
     voice = VoiceMetrics(meters.get_meter("voice-trace-gateway")) if meters is not None else None
     service = SessionService(settings, store or open_store(settings.session_store), emitter, metrics,

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
@@ -33,20 +34,35 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import Attributes
 
 from gateway import __version__
-from gateway.sessions.state import FinishedSpan, TraceRef
+from gateway.sessions.state import Attrs, FinishedSpan, TraceRef
 
 _KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _OK = Status(StatusCode.UNSET)
-MAX_EVENTS = 128  # the SDK's default span event limit
+
+
+def _count_limit(limit: int | None) -> int | None:
+    return None if limit is None or limit == SpanLimits.UNSET else limit
+
+
+def _bounded(attributes: Attrs, count: int | None, length: int | None) -> Attributes:
+    """The attributes as the SDK would keep them under its limits; the very dict while they are within."""
+    count, length = _count_limit(count), _count_limit(length)
+    if (count is None or len(attributes) <= count) and length is None:
+        return attributes
+    return BoundedAttributes(count, attributes, immutable=True, max_value_len=length)
 
 
 class SpanEmitter:
-    def __init__(self, sampler: Sampler, resource: Resource, processors: Sequence[SpanProcessor]) -> None:
+    def __init__(self, sampler: Sampler, resource: Resource, processors: Sequence[SpanProcessor],
+                 limits: SpanLimits | None = None) -> None:
         self.sampler = sampler
         self.resource = resource
         self.processors = list(processors)
         self.scope = InstrumentationScope("voice-trace-gateway", __version__)
+        # The provider's span limits (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT and friends, or the config file's
+        # attribute_limits), applied as a Tracer would; the check costs nothing while spans are within them.
+        self.limits = limits or SpanLimits()
 
     def decide(self, trace_id: str, parent: SpanContext | None, attributes: Attributes = None) -> bool:
         """The configured sampler's verdict for a new session (parent-based samplers see the caller's span)."""
@@ -62,14 +78,17 @@ class SpanEmitter:
             # The root's parent is the caller's span (remote); every other parent is ours.
             remote = record.span_id == trace.root_span_id
             parent = SpanContext(trace_id, int(record.parent_id, 16), remote, _SAMPLED)
+        limits = self.limits
         links = [Link(SpanContext(int(t, 16), int(s, 16), False, _SAMPLED)) for t, s in record.links]
-        events = [Event(e.name, e.attributes, e.time_ns) for e in record.events[:MAX_EVENTS]]
+        events = [Event(e.name, _bounded(e.attributes, limits.max_event_attributes, limits.max_attribute_length),
+                        e.time_ns)
+                  for e in record.events[:_count_limit(limits.max_events)]]
         return ReadableSpan(
             name=record.name,
             context=SpanContext(trace_id, int(record.span_id, 16), False, _SAMPLED),
             parent=parent,
             resource=self.resource,
-            attributes=record.attributes,
+            attributes=_bounded(record.attributes, limits.max_span_attributes, limits.max_span_attribute_length),
             events=events,
             links=links,
             kind=_KINDS[record.kind],
