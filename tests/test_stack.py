@@ -32,6 +32,7 @@ DEFAULT_GATEWAY_CONFIG = ROOT / "otel-config.yaml"
 LANGFUSE_OTEL_PATH = "/api/public/otel"
 LANGFUSE_TRACES_PATH = LANGFUSE_OTEL_PATH + "/v1/traces"
 OTLP_TRACES_PATH = "/v1/traces"
+OTLP_METRICS_PATH = "/v1/metrics"
 
 
 def _yaml_files(directory: Path) -> list[Path]:
@@ -270,7 +271,11 @@ def listeners(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -
             http = protocols["http"] or {}
             endpoint = http.get("endpoint", "localhost:4318")
             path = http.get("traces_url_path", OTLP_TRACES_PATH)
-            add(int(endpoint.rsplit(":", 1)[1]), {"receiver": receiver_id, "protocol": "http", "path": path})
+            metrics_path = http.get("metrics_url_path", OTLP_METRICS_PATH)
+            add(
+                int(endpoint.rsplit(":", 1)[1]),
+                {"receiver": receiver_id, "protocol": "http", "path": path, "metrics_path": metrics_path},
+            )
     for extension_id, extension in (config.get("extensions") or {}).items():
         endpoint = (extension or {}).get("endpoint")
         if component_type(extension_id) == "health_check" and endpoint:
@@ -278,9 +283,15 @@ def listeners(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -
     return ports
 
 
-def exporters_fed_by(config: Mapping[str, Any], receiver_id: str) -> set[str]:
-    pipelines = config["service"]["pipelines"]
-    return {e for p in pipelines.values() if receiver_id in p.get("receivers", []) for e in p["exporters"]}
+def pipelines_of(config: Mapping[str, Any], signal: str) -> dict[str, dict[str, Any]]:
+    """The service pipelines carrying `signal` (`traces`, `traces/jaeger`, ...)."""
+    pipelines = config["service"].get("pipelines") or {}
+    return {name: p for name, p in pipelines.items() if component_type(name) == signal}
+
+
+def exporters_fed_by(config: Mapping[str, Any], receiver_id: str, signal: str) -> set[str]:
+    pipelines = pipelines_of(config, signal).values()
+    return {e for p in pipelines if receiver_id in p.get("receivers", []) for e in p["exporters"]}
 
 
 def endpoint_host_port(endpoint: str) -> tuple[str, int, str]:
@@ -306,6 +317,18 @@ def load_gateway_config(path: Path, monkeypatch: pytest.MonkeyPatch, env: Mappin
         else:
             monkeypatch.delenv(name, raising=False)
     return load_config_file(path)
+
+
+def gateway_metric_exporters(config: Any) -> Iterator[tuple[str, Any]]:
+    """(exporter type, its settings) for every push (periodic) metric reader of a loaded config."""
+    for reader in (config.meter_provider.readers if config.meter_provider else None) or []:
+        if reader.periodic is None:
+            continue
+        exporter = reader.periodic.exporter
+        for name in ("otlp_http", "otlp_grpc", "otlp_file_development", "console"):
+            if getattr(exporter, name, None) is not None:
+                yield name, getattr(exporter, name)
+        yield from (getattr(exporter, "additional_properties", None) or {}).items()
 
 
 def gateway_exporters(config: Any) -> Iterator[tuple[str, Any]]:
@@ -382,15 +405,37 @@ def exec_form(args: str) -> list[str]:
 # ---- image pinning ---------------------------------------------------------------------------------
 
 
+# Vendors whose release numbers have two parts, the second being the patch (PostgreSQL 10+:
+# 17.11). Everyone else in the stack publishes major.minor.patch tags next to floating major.minor
+# ones (clickhouse-server:25.12 moves with every 25.12.x), so two parts are not a pin for them.
+TWO_PART_RELEASES = {"postgres"}
+
+
+def image_repository_and_tag(reference: str) -> tuple[str, str]:
+    """(repository without registry or library/, tag or "") of an image reference."""
+    name = reference.split("@", 1)[0]
+    path, _, last = name.rpartition("/")
+    last, _, tag = last.partition(":")
+    parts = [*path.split("/"), last] if path else [last]
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]  # registry host
+    if parts[:1] == ["library"]:
+        parts = parts[1:]
+    return "/".join(parts), tag
+
+
 def image_is_pinned(reference: str) -> bool:
-    """True for a digest, or a tag that carries a version (7.4.11, RELEASE.2025-09-07...); never latest."""
+    """True for a digest, a dated release (RELEASE.2025-09-07...) or a full version tag: major.minor.patch
+    (7.4.11, 25.12.9.61, 3.11.15-slim), or major.minor for TWO_PART_RELEASES; never latest or a floating 25.12."""
     if "@sha256:" in reference:
         return True
-    last = reference.rsplit("/", 1)[-1]
-    if ":" not in last:
+    repository, tag = image_repository_and_tag(reference)
+    if not tag or tag == "latest" or "$" in tag:
         return False
-    tag = last.split(":", 1)[1]
-    return tag != "latest" and "$" not in tag and re.search(r"\d+[.-]\d+", tag) is not None
+    if re.search(r"\d{4}-\d{2}-\d{2}", tag):
+        return True
+    parts = 2 if repository in TWO_PART_RELEASES else 3
+    return re.match(rf"v?\d+(\.\d+){{{parts - 1}}}", tag) is not None
 
 
 # =================================================================================================
@@ -430,10 +475,22 @@ def test_every_collector_config_opens_with_a_when_to_use_header(path):
         ("redis", False),
         ("redis:latest", False),
         ("docker.io/redis:7", False),
+        ("docker.io/redis:7.4", False),
+        ("docker.io/clickhouse/clickhouse-server:25.12", False),
+        ("jaegertracing/jaeger:2.20", False),
+        ("python:3.11-slim", False),
+        ("docker.io/postgres:17", False),
         ("localhost:5000/gateway", False),
+        ("localhost:5000/gateway:1.2", False),
         (compose_interpolate("postgres:${POSTGRES_VERSION:-latest}"), False),
         ("docker.io/redis:7.4.11", True),
+        ("docker.io/clickhouse/clickhouse-server:25.12.9.61", True),
+        ("docker.io/library/postgres:17.11", True),
+        ("postgres:17.11", True),
+        ("python:3.11.15-slim-trixie", True),
+        ("otel/opentelemetry-collector-contrib:0.159.0", True),
         ("localhost:5000/gateway:1.2.3", True),
+        ("localhost:5000/gateway:v1.2.3", True),
         ("quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", True),
         ("python@sha256:" + "a" * 64, True),
     ],
@@ -511,6 +568,18 @@ def test_compose_publishes_gateway_jaeger_ui_and_langfuse_ui():
     assert 3000 in published_ports(all_services[langfuse_web_service()])
 
 
+def test_compose_gateway_sets_an_overridable_admin_key_so_the_host_browser_can_open_ui():
+    # Published ports reach the container from the Docker bridge, not loopback: without a key /ui is 403.
+    raw = compose_raw()["services"][gateway_service()]["environment"]["VTG_ADMIN_KEY"]
+    assert re.fullmatch(r"\$\{VTG_ADMIN_KEY:-[^}]+\}", raw), "take VTG_ADMIN_KEY from the env, with a dev default"
+    line = next(line for line in COMPOSE_FILE.read_text(encoding="utf-8").splitlines() if "VTG_ADMIN_KEY:" in line)
+    assert "CHANGEME" in line, "mark the dev default like the other local secrets"
+    key = service_env(services()[gateway_service()])["VTG_ADMIN_KEY"]
+    assert key and compose_interpolate(raw, {"VTG_ADMIN_KEY": "from-env"}) == "from-env"
+    settings = pytest.importorskip("gateway.settings")
+    assert settings.load_settings(env={"VTG_ADMIN_KEY": key}).admin_key == key
+
+
 _ADDRESS = re.compile(
     r"(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?:[^\s/@]+@)?(?P<host>[A-Za-z][A-Za-z0-9_.-]*):(?P<port>\d+)"
 )
@@ -568,11 +637,39 @@ def test_collector_sends_clean_spans_to_jaeger_and_the_langfuse_view_to_langfuse
     langfuse_port = endpoint_host_port(only_exporter(gateway, "langfuse")["host"])[1]
 
     def targets(receiver_port: int) -> set[str]:
-        exporters = exporters_fed_by(resolved, ports[receiver_port]["receiver"])
+        exporters = exporters_fed_by(resolved, ports[receiver_port]["receiver"], "traces")
         return {endpoint_host_port(resolved["exporters"][e]["endpoint"])[0] for e in exporters}
 
     assert targets(otlp_port) == {jaeger_service()}, "the clean OTLP stream must go to Jaeger only"
     assert targets(langfuse_port) == {langfuse_web_service()}, "the Langfuse view must go to Langfuse only"
+
+
+def test_gateway_metrics_reach_the_collector_otlp_receiver(monkeypatch):
+    config = deployed_gateway_config(monkeypatch)
+    assert config.meter_provider is not None, "the compose gateway config needs a meter_provider"
+    exporters = list(gateway_metric_exporters(config))
+    assert [name for name, _ in exporters] == ["otlp_http"], f"expected one OTLP/HTTP metric reader, got {exporters}"
+    host, port, path = endpoint_host_port(exporters[0][1].endpoint)
+    assert host == collector_service(), f"gateway metrics endpoint names {host}, not the collector service"
+    ports = listeners(*compose_collector_config())
+    assert port in ports and ports[port]["protocol"] == "http", f"the collector has no OTLP/HTTP receiver on {port}"
+    assert component_type(ports[port]["receiver"]) == "otlp"
+    assert path == ports[port]["metrics_path"] == OTLP_METRICS_PATH
+
+
+def test_collector_metrics_pipeline_takes_the_gateway_metrics_and_sends_none_to_langfuse(monkeypatch):
+    config, env = compose_collector_config()
+    resolved = collector_resolve(config, env)
+    metrics = pipelines_of(resolved, "metrics")
+    assert metrics, f"{collector_config_path().name} has no metrics pipeline: the gateway's metrics would be refused"
+    gateway = deployed_gateway_config(monkeypatch)
+    port = endpoint_host_port(dict(gateway_metric_exporters(gateway))["otlp_http"].endpoint)[1]
+    receiver = listeners(config, env)[port]["receiver"]
+    assert exporters_fed_by(resolved, receiver, "metrics"), f"no metrics pipeline receives from {receiver}"
+    for pipeline in metrics.values():
+        for exporter_id in pipeline["exporters"]:
+            endpoint = str((resolved["exporters"][exporter_id] or {}).get("endpoint", ""))
+            assert LANGFUSE_OTEL_PATH not in endpoint, f"{exporter_id}: Langfuse takes no metrics"
 
 
 def test_collector_jaeger_exporter_targets_the_jaeger_service_otlp_grpc_port():
@@ -581,6 +678,8 @@ def test_collector_jaeger_exporter_targets_the_jaeger_service_otlp_grpc_port():
     jaeger = jaeger_service()
     found = []
     for exporter_id, exporter in resolved["exporters"].items():
+        if not (exporter or {}).get("endpoint"):
+            continue  # e.g. debug
         host, port, _ = endpoint_host_port(exporter["endpoint"])
         if host == jaeger:
             found.append(exporter_id)
@@ -597,7 +696,7 @@ def test_collector_langfuse_exporter_targets_langfuse_web_on_its_otel_path():
     endpoints = [
         exporter["endpoint"]
         for exporter in resolved["exporters"].values()
-        if LANGFUSE_OTEL_PATH in exporter.get("endpoint", "")
+        if LANGFUSE_OTEL_PATH in (exporter or {}).get("endpoint", "")
     ]
     assert len(endpoints) == 1, f"expected one Langfuse exporter, found {endpoints}"
     host, port, path = endpoint_host_port(endpoints[0])
@@ -614,7 +713,8 @@ def test_langfuse_keys_used_by_collector_and_gateway_are_the_preprovisioned_proj
 
     config, env = compose_collector_config()
     resolved = collector_resolve(config, env)
-    auths = [resolved["extensions"][e["auth"]["authenticator"]] for e in resolved["exporters"].values() if "auth" in e]
+    exporters = [e for e in resolved["exporters"].values() if "auth" in (e or {})]
+    auths = [resolved["extensions"][e["auth"]["authenticator"]] for e in exporters]
     assert auths, "the collector must authenticate to Langfuse"
     for auth in auths:
         assert auth["client_auth"] == {"username": public, "password": secret}
