@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import pytest
 import schemathesis
 from conftest import Recorder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis import checks
 from starlette.testclient import TestClient
 from test_machine import Run
 
@@ -86,29 +88,92 @@ def test_event_shaped_garbage_never_raises_anything_but_validation_errors(raw: d
         parse_event(raw, "")
 
 
+# Event rate limits well above what the fuzzing sends, so generated events reach the session machine instead of
+# a 429 (session creation keeps its default limit, and its 429).
 _telemetry = load_telemetry(env={"VTG_SIGNING_KEY": "f" * 40, "VTG_MAX_OPEN_SESSIONS": "50",
-                                 "VTG_RECENT_SESSIONS": "20"})
+                                 "VTG_RECENT_SESSIONS": "20", "VTG_EVENT_RATE_PER_SESSION": "100000",
+                                 "VTG_EVENT_RATE_PER_CLIENT": "100000"})
 app = create_app(_telemetry)
 _client = TestClient(app)
-_session = _client.post("/v1/sessions", json={}).json()
+# Real sessions come from another address than the fuzzed requests (schemathesis calls from "testclient"), so the
+# rate limit on session creation that the fuzzing runs into does not refuse them.
+_creator = TestClient(app, client=("127.0.0.1", 50000))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+ENDING = {"/v1/sessions/{session_id}/end", "/api/live/trace/end"}
+
+
+@pytest.fixture
+def real() -> dict[str, dict[str, Any]]:
+    """Fresh real sessions for each operation's test: schemathesis runs the app's lifespan for each test, and its
+    shutdown ends and drops every session. One is for the end routes to end; the other stays open for the rest,
+    so events keep reaching a live session (not a 404 or a 409) whatever the order of the operations."""
+    out = {}
+    for name in ("live", "ending"):
+        response = _creator.post("/v1/sessions", json={})
+        assert response.status_code == 201, response.text
+        out[name] = response.json()
+    return out
+
+
+def _aim(case: Any, real: dict[str, dict[str, Any]]) -> None:
+    """Aim a request at a real session with its real token, so bodies get past authentication and are validated.
+
+    Routes name the session in the path (v1) or in the body's ``sessionId`` (legacy). The token goes where the
+    generated request put one (``?token=``, or a legacy body's ``token`` field), else in the header: a generated
+    ``Authorization`` header would win over both, so it goes.
+    """
+    session = real["ending"] if case.path in ENDING else real["live"]
+    named = False
+    if case.path_parameters and "session_id" in case.path_parameters:
+        case.path_parameters["session_id"] = session["session_id"]
+        named = True
+    body = case.body if isinstance(case.body, dict) else None
+    if body is not None and case.path.startswith("/api/live/trace/"):
+        body["sessionId"] = session["session_id"]
+        named = True
+    if not named:
+        return
+    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+    if case.query and "token" in case.query:
+        case.query["token"] = session["token"]
+    elif body is not None and "token" in body:
+        body["token"] = session["token"]
+    else:
+        headers["authorization"] = f"Bearer {session['token']}"
+    case.headers = headers
+
+
+def _aim_trace(case: Any, real: dict[str, dict[str, Any]]) -> None:
+    """The viewer's trace route: an open trace, a finished one, or the generated id (most likely a 404)."""
+    generated = case.path_parameters["trace_id"]
+    finished = app.state.recent.trace_ids()
+    choices = [real["live"]["trace_id"], *finished[:1], generated]
+    case.path_parameters["trace_id"] = choices[len(generated) % len(choices)]
+
+
+# Checked on every answer: the document is the contract, so a status, header or body it does not describe fails.
+CONFORMANCE = [checks.status_code_conformance, checks.content_type_conformance,
+               checks.response_headers_conformance, checks.response_schema_conformance]
 
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_route_answers_5xx_to_schema_generated_requests(case: Any) -> None:
-    if case.path_parameters and "session_id" in case.path_parameters:
-        # Aim at a real session with its real token, so bodies get past authentication and are validated.
-        case.path_parameters["session_id"] = _session["session_id"]
-        case.headers = {**(case.headers or {}), "authorization": f"Bearer {_session['token']}"}
+def test_no_route_answers_5xx_to_schema_generated_requests(case: Any, real: dict[str, dict[str, Any]]) -> None:
+    _aim(case, real)
+    if case.path_parameters and "trace_id" in case.path_parameters:
+        _aim_trace(case, real)
     response = case.call()
-    # 503 is an answer, not a failure, from readiness (starting or draining) and when the process is full.
-    documented_503 = response.status_code == 503 and (case.path == "/readyz" or "retry-after" in response.headers)
-    assert response.status_code < 500 or documented_503, response.text
+    # 503 is an answer, not a failure, where the document says so: readiness (starting or draining), and
+    # session creation when the process is full (with Retry-After).
+    documented = case.operation.definition.raw["responses"].get(str(response.status_code))
+    assert response.status_code < 500 or (response.status_code == 503 and documented), response.text
     if response.status_code >= 400:
+        # Refusals are problem+json, unless the document says otherwise (readiness answers its status as JSON).
         content_type = response.headers.get("content-type")
         content_type = content_type[0] if isinstance(content_type, list) else content_type
-        assert content_type == "application/problem+json", f"{response.status_code}: {content_type}"
+        expected = set((documented or {}).get("content") or {"application/problem+json": None})
+        assert content_type in expected, f"{response.status_code}: {content_type}"
+    case.validate_response(response, checks=CONFORMANCE)
 
 
 def test_the_process_stays_healthy_and_bounded_after_fuzzing() -> None:
