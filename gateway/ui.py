@@ -39,7 +39,7 @@ def _admit(request: Request) -> None:
     try:
         local = ipaddress.ip_address(host).is_loopback
     except ValueError:
-        local = host in ("localhost", "testclient")
+        local = host == "localhost"
     if not local:
         raise Forbidden("the viewer answers loopback clients only unless VTG_ADMIN_KEY is set")
 
@@ -69,7 +69,8 @@ def open_spans(state: SessionState, now_ns: int) -> list[dict[str, Any]]:
         spans.append(state.connection)
     if state.turn:
         spans.extend(s for s in (state.turn.span, state.turn.speech, state.turn.inference) if s is not None)
-    return [_open_span(s, trace.trace_id, now_ns) for s in spans]
+    # A per-turn trace mode puts turn spans in traces of their own: each open span says which.
+    return [_open_span(s, s.trace_id or trace.trace_id, now_ns) for s in spans]
 
 
 def _summary(spans: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -115,8 +116,8 @@ async def trace(request: Request) -> Response:
     now = time.time_ns()
     for session_id in await service.store.ids():
         state = await service.store.get(session_id)
-        if state is not None and not state.ended and state.trace.trace_id == trace_id:
-            spans.extend(open_spans(state, now))
+        if state is not None and not state.ended:
+            spans.extend(s for s in open_spans(state, now) if s["trace_id"] == trace_id)
     if not spans:
         raise NotFound(f"no recent or active trace {trace_id!r}")
     spans.sort(key=lambda s: (s["start_time_unix_nano"], s["name"] != sc.SPAN_SESSION))
