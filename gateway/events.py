@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from gateway.errors import FieldError, ValidationFailed
 
@@ -24,7 +24,16 @@ Attributes = dict[Annotated[str, StringConstraints(min_length=1, max_length=128)
 # RFC 3339 string.
 MAX_EPOCH_MS = 253_402_300_799_999
 EpochMs = Annotated[float, Field(ge=0, le=MAX_EPOCH_MS)]
-Timestamp = EpochMs | datetime
+
+
+def _rfc3339_only(value: object) -> object:
+    # A number is ms since the epoch and nothing else: left to itself the date type would read it as seconds.
+    if isinstance(value, int | float):
+        raise ValueError("a number here is ms since the epoch, from 0 to the end of year 9999")
+    return value
+
+
+Timestamp = EpochMs | Annotated[datetime, BeforeValidator(_rfc3339_only)]
 
 
 class _Model(BaseModel):

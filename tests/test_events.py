@@ -41,7 +41,7 @@ def test_session_id_must_be_safe_characters() -> None:
     assert info.value.errors[0].path == "session_id"
 
 
-@pytest.mark.parametrize("ts", [float("inf"), float("nan"), 1e308])
+@pytest.mark.parametrize("ts", [float("inf"), float("nan"), 1e308, -1.0])
 def test_timestamps_that_cannot_be_a_time_are_rejected_at_ts(ts: float) -> None:
     with pytest.raises(ValidationFailed) as info:
         parse_event({"type": "mark", "id": "1", "name": "x", "ts": ts}, "events[2]")
