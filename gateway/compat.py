@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -260,19 +261,53 @@ def _token(request: Request, body: dict[str, Any]) -> str | None:
     return token or (body.get("token") if isinstance(body.get("token"), str) else None)
 
 
+_CREATE_FIELDS = {"session_id": "sessionId", "user_id": "userId", "model": "model", "provider": "provider",
+                  "agent": "agent"}
+_EVENT_FIELDS = {"name": "data.toolName", "call_id": "data.toolName", "arguments": "data.toolArgs",
+                 "result": "data.result", "error": "data.error"}
+
+
+def _renamed(exc: ValidationFailed, path_of: Callable[[str], str]) -> ValidationFailed:
+    """The same refusal, its paths naming the fields the legacy client sent rather than the canonical ones."""
+    return ValidationFailed(exc.detail, [FieldError(path_of(e.path), e.message) for e in exc.errors])
+
+
+def _legacy_path(kind: Any, data: dict[str, Any], path: str) -> str:
+    head = path.split(".", 1)[0].split("[", 1)[0]
+    if head == "ts":
+        measured = kind == "turn_complete" and isinstance(data.get("durationMs"), int | float)
+        return "data.durationMs" if measured else "timestamp"
+    if head == "text":
+        return "data.userTranscript" if kind == "turn_start" else "data.aiTranscript"
+    return _EVENT_FIELDS.get(head, "data")
+
+
+def _checked(body: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """Refuse the legacy event as a whole before any of what it maps to is applied: one legacy event is one
+    client action, never half taken."""
+    errors: list[FieldError] = []
+    raw_data = body.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+    for event in events:
+        try:
+            ev.parse_event(event, "")
+        except ValidationFailed as exc:
+            errors.extend(_renamed(exc, lambda p: _legacy_path(body.get("type"), data, p)).errors)
+    if errors:
+        unique = list({(e.path, e.message): e for e in errors}.values())
+        raise ValidationFailed("the event could not be mapped", unique)
+
+
 async def legacy_token(request: Request) -> Response:
     service = service_of(request)
     service.api_keys.check(bearer_token(request, query=False))
     guard_of(request).session_created(client_of(request))
     body = await read_json(request, service.settings.max_body_bytes) or {}
     body = _object(body)
-    req = ev.parse_model(ev.SessionCreate, {
-        "session_id": body.get("sessionId"),
-        "user_id": body.get("userId"),
-        "model": body.get("model"),
-        "provider": body.get("provider"),
-        "agent": body.get("agent"),
-    })
+    try:
+        req = ev.parse_model(ev.SessionCreate, {field: body.get(legacy) for field, legacy in _CREATE_FIELDS.items()})
+    except ValidationFailed as exc:
+        raise _renamed(exc, lambda p: _CREATE_FIELDS.get(p.split(".", 1)[0], p)) from None
     created = await service.start(req, request.headers.get("traceparent"))
     return JSONResponse({"sessionId": created["session_id"], **created}, status_code=201)
 
@@ -284,6 +319,7 @@ async def legacy_event(request: Request) -> Response:
     service.signer.verify(_token(request, body), session_id)
     # Pairing is idempotent per legacy event, so a request refused below and retried pairs the same way.
     events = legacy_to_events(body, session_id, tool_calls_of(request))
+    _checked(body, events)
     guard_of(request).events(client_of(request), session_id, len(events))
     result = await service.ingest(session_id, events, None, prefix="events")
     if result.rejected:

@@ -291,3 +291,26 @@ def test_bad_legacy_fields_are_refused_with_their_path(client: TestClient) -> No
         r = client.post("/api/live/trace/event", json={"sessionId": legacy.sid, **body}, headers=headers)
         assert r.status_code == 422, r.text
         assert [e["path"] for e in r.json()["errors"]] == [path]
+
+
+def test_a_legacy_event_that_cannot_be_mapped_is_refused_whole_naming_the_legacy_field(client: TestClient) -> None:
+    legacy = Legacy(client)
+    headers = {"authorization": f"Bearer {legacy.token}"}
+    assert legacy.send("turn_start", 0, turnNumber=1, userTranscript="hi") == 204
+    # The duration puts the turn's start before the epoch: nothing of it may be applied.
+    bad = {"sessionId": legacy.sid, "type": "turn_complete", "timestamp": 1000,
+           "data": {"turnNumber": 1, "aiTranscript": "hello", "durationMs": 5000}}
+    r = client.post("/api/live/trace/event", json=bad, headers=headers)
+    assert r.status_code == 422 and [e["path"] for e in r.json()["errors"]] == ["data.durationMs"]
+    far = {"sessionId": legacy.sid, "type": "turn_start", "timestamp": 1e300, "data": {"turnNumber": 2}}
+    r = client.post("/api/live/trace/event", json=far, headers=headers)
+    assert r.status_code == 422 and [e["path"] for e in r.json()["errors"]] == ["timestamp"]
+    state = client.get(f"/v1/sessions/{legacy.sid}", headers=headers).json()
+    # Turn 1 still open and nothing more: the refused events left no trace.
+    assert state["open_turn"] == 1 and state["summary"]["turns"] == 1
+
+
+def test_legacy_token_errors_name_the_legacy_fields(client: TestClient) -> None:
+    r = client.post("/api/live/token", json={"sessionId": "bad id/with slash", "userId": "x" * 300})
+    assert r.status_code == 422
+    assert sorted(e["path"] for e in r.json()["errors"]) == ["sessionId", "userId"]
