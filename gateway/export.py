@@ -94,6 +94,9 @@ class InstrumentedExporter(SpanExporter):
         return bool(flush(timeout_millis)) if flush is not None else True
 
 
+_YIELD_EVERY = 16  # spans encoded between two releases of the GIL (~0.25 ms of work; 8-32 measured alike)
+
+
 class FastOtlpHttpExporter(SpanExporter):
     """The stock OTLP/HTTP exporter's transport (retries, compression, TLS, headers) with the direct encoder,
     which writes the same bytes in a fraction of the time (``gateway.otlp_encode``)."""
@@ -114,7 +117,7 @@ class FastOtlpHttpExporter(SpanExporter):
         if getattr(self._stock, "_shutdown", False):
             return SpanExportResult.FAILURE
         try:
-            data = self._encoder.request(spans)
+            data = self._encoder.request(spans, yield_every=_YIELD_EVERY)
         except Exception:
             log.exception("could not encode %d spans", len(spans))
             return SpanExportResult.FAILURE
