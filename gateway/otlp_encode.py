@@ -214,18 +214,22 @@ class OtlpEncoder:
         out += (_T["span.flags"], _pack_i(flags))
         return b"".join(out)
 
-    def request(self, spans: Sequence[ReadableSpan], yield_every: int = 0) -> bytes:
+    def request(self, spans: Sequence[ReadableSpan], yield_every_s: float = 0.0) -> bytes:
         """The ``ExportTraceServiceRequest`` the stock exporter would send for these spans, as bytes.
 
-        ``yield_every``: on a worker thread, let go of the GIL after that many spans. Encoding a full batch
+        ``yield_every_s``: on a worker thread, hand the GIL over after encoding for that long. A full batch
         takes milliseconds, and the event loop, wanting the GIL back for a request, would otherwise wait out
-        the interpreter's whole switch interval (5 ms) each time: that was the tail of request latency."""
+        the interpreter's whole switch interval (5 ms) each time: that was the tail of request latency. Only a
+        real sleep hands it over (a thread that releases and retakes it at once keeps it), and a sleep costs
+        tens of µs of CPU, so it goes by time, not by span count."""
         # Grouped by resource, then scope, in order of first appearance, as the stock encoder does; the stock
         # one groups equal resources together, and so does this (equal by identity first, then by value).
         grouped: dict[int, tuple[Resource, dict[InstrumentationScope | None, list[bytes]]]] = {}
-        for count, span in enumerate(spans, 1):
-            if yield_every and count % yield_every == 0:
+        next_yield = time.perf_counter() + yield_every_s if yield_every_s else None
+        for span in spans:
+            if next_yield is not None and time.perf_counter() >= next_yield:
                 time.sleep(0)
+                next_yield = time.perf_counter() + yield_every_s
             resource = span.resource
             entry = grouped.get(id(resource))
             if entry is None:
