@@ -54,7 +54,7 @@ def test_any_batch_encodes_to_the_stock_exporters_bytes(batch: list[ReadableSpan
     stock = encode_spans(batch).SerializeToString()
     assert encoder.request(batch) == stock
     # Twice, so the caches are exercised too; and letting go of the GIL midway changes nothing.
-    assert encoder.request(batch, yield_every=2) == stock
+    assert encoder.request(batch, yield_every_s=1e-9) == stock
 
 
 def test_a_gateway_session_encodes_to_the_stock_bytes_and_decodes_equal() -> None:
