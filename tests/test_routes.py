@@ -224,6 +224,23 @@ def test_idle_session_ends_open_turn_with_timeout() -> None:
         assert spans["voice_session"]["end_time_unix_nano"] == spans["invoke_agent"]["end_time_unix_nano"]
 
 
+def test_a_busy_session_still_ends_at_its_maximum_duration() -> None:
+    with make_client(VTG_SESSION_MAX_DURATION_S="0.5", VTG_SWEEP_INTERVAL_S="0.05") as client:
+        s = start(client)
+        url = f"/v1/sessions/{s['session_id']}/events"
+        deadline, n, state = time.monotonic() + 10, 0, {}
+        while time.monotonic() < deadline:
+            n += 1
+            r = client.post(url, headers=auth(s), json={"events": [{"type": "mark", "id": f"m{n}", "name": "tick"}]})
+            state = client.get(f"/v1/sessions/{s['session_id']}", headers=auth(s)).json()
+            if r.status_code != 202 or state["ended"]:
+                break
+            time.sleep(0.05)
+        assert state["ended"] and state["summary"]["end_reason"] == "timeout"
+        root = next(x for x in spans_of(client, s["trace_id"]) if x["name"] == "voice_session")
+        assert root["attributes"]["voice.session.timeout_kind"] == "max_duration"
+
+
 def test_activity_keeps_a_session_alive_past_the_idle_timeout() -> None:
     with make_client(VTG_SESSION_IDLE_TIMEOUT_S="0.4", VTG_SWEEP_INTERVAL_S="0.05") as client:
         s = start(client)
