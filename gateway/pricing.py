@@ -24,6 +24,7 @@ from typing import Final, NamedTuple
 
 from genai_prices import data_snapshot, types
 
+from gateway.semconv import VOICE_COST_ESTIMATED, VOICE_COST_PREFIX
 from gateway.usage import Usage
 
 log = logging.getLogger("gateway.pricing")
@@ -31,10 +32,6 @@ log = logging.getLogger("gateway.pricing")
 SOURCE_TABLE: Final = "genai-prices"
 SOURCE_OVERRIDE: Final = "override"
 SOURCE_MIXED: Final = "mixed"
-
-# Not in semconv.py yet; the Langfuse exporter reads the first three under the same names.
-VOICE_COST_PREFIX: Final = "voice.cost."
-VOICE_COST_ESTIMATED: Final = "voice.cost.estimated"
 
 OVERRIDE_KINDS: Final = frozenset(
     {"input_text", "input_audio", "input_image", "input_cached", "output_text", "output_audio"}

@@ -146,8 +146,8 @@ class VoiceMetrics:
             value = a.get(key)
             if isinstance(value, int) and value:
                 self.tokens.add((*base, ("gen_ai.token.type", token_type), ("voice.modality", modality)), value)
-        for direction in ("input", "output"):
-            usd = a.get(f"voice.cost.{direction}_usd")
+        for direction, key in (("input", sc.VOICE_COST_INPUT_USD), ("output", sc.VOICE_COST_OUTPUT_USD)):
+            usd = a.get(key)
             if isinstance(usd, int | float) and usd:
                 self.cost.add((*base, ("voice.cost.direction", direction)), float(usd))
 

@@ -79,10 +79,6 @@ LF_AS_ROOT: Final = "langfuse.internal.as_root"
 # Langfuse reads these bare names as input, output and model when nothing better is set.
 BARE_NAMES: Final = frozenset({"input", "output", "model"})
 
-# Cost attributes the gateway adds to realtime_inference spans once it prices them (not in semconv.py yet).
-VOICE_COST_INPUT_USD: Final = "voice.cost.input_usd"
-VOICE_COST_OUTPUT_USD: Final = "voice.cost.output_usd"
-VOICE_COST_TOTAL_USD: Final = "voice.cost.total_usd"
 
 _ENV_INVALID_RUN = re.compile(r"[^a-z0-9_-]+")
 _ENV_RESERVED_PREFIX = re.compile(r"^(?:langfuse[-_]?)+")
@@ -286,9 +282,9 @@ def usage_details(attrs: Mapping[str, AttributeValue]) -> dict[str, int]:
 
 def cost_details(attrs: Mapping[str, AttributeValue]) -> dict[str, float]:
     named = (
-        ("input", VOICE_COST_INPUT_USD),
-        ("output", VOICE_COST_OUTPUT_USD),
-        ("total", VOICE_COST_TOTAL_USD),
+        ("input", sc.VOICE_COST_INPUT_USD),
+        ("output", sc.VOICE_COST_OUTPUT_USD),
+        ("total", sc.VOICE_COST_TOTAL_USD),
     )
     costs = {key: value for key, attr in named if (value := _usd(attrs, attr)) is not None}
     if costs and "total" not in costs:
