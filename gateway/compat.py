@@ -96,6 +96,12 @@ def _digest(*parts: Any) -> str:
 # -- tool call pairing ------------------------------------------------------------------------------
 
 
+def _drop_oldest(entries: dict[Any, Any]) -> None:
+    """Keep a per-session map within MAX_KEYS_PER_SESSION, forgetting the oldest entries first."""
+    while len(entries) > MAX_KEYS_PER_SESSION:
+        del entries[next(iter(entries))]
+
+
 @dataclass
 class _SessionCalls:
     given: dict[str, str] = field(default_factory=dict)  # legacy event key -> the call id it was given
@@ -104,8 +110,7 @@ class _SessionCalls:
 
     def remember(self, key: str, call_id: str) -> None:
         self.given[key] = call_id
-        while len(self.given) > MAX_KEYS_PER_SESSION:
-            del self.given[next(iter(self.given))]
+        _drop_oldest(self.given)
 
 
 class LegacyToolCalls:
@@ -147,13 +152,11 @@ class LegacyToolCalls:
             call_id, n = f"{base}:{n}", n + 1
         s.remember(key, call_id)
         s.taken[call_id] = None
-        while len(s.taken) > MAX_KEYS_PER_SESSION:
-            del s.taken[next(iter(s.taken))]
+        _drop_oldest(s.taken)
         queue = s.unmatched.pop(pair, None) or deque(maxlen=MAX_UNMATCHED_PER_TOOL)
         queue.append(call_id)
         s.unmatched[pair] = queue
-        while len(s.unmatched) > MAX_KEYS_PER_SESSION:
-            del s.unmatched[next(iter(s.unmatched))]
+        _drop_oldest(s.unmatched)
         return call_id
 
     def result(self, session_id: str, key: str, pair: tuple[str | None, str], fallback: str) -> str:
@@ -267,9 +270,11 @@ _EVENT_FIELDS = {"name": "data.toolName", "call_id": "data.toolName", "arguments
                  "result": "data.result", "error": "data.error"}
 
 
-def _renamed(exc: ValidationFailed, path_of: Callable[[str], str]) -> ValidationFailed:
-    """The same refusal, its paths naming the fields the legacy client sent rather than the canonical ones."""
-    return ValidationFailed(exc.detail, [FieldError(path_of(e.path), e.message) for e in exc.errors])
+def _renamed(exc: ValidationFailed, path_of: Callable[[str], str], detail: str | None = None) -> ValidationFailed:
+    """The same refusal, its paths naming the fields the legacy client sent rather than the canonical ones
+    (several canonical events may come from one legacy field: each path is named once)."""
+    errors = {(path_of(e.path), e.message): None for e in exc.errors}
+    return ValidationFailed(detail or exc.detail, [FieldError(path, message) for path, message in errors])
 
 
 def _legacy_path(kind: Any, data: dict[str, Any], path: str) -> str:
@@ -280,22 +285,6 @@ def _legacy_path(kind: Any, data: dict[str, Any], path: str) -> str:
     if head == "text":
         return "data.userTranscript" if kind == "turn_start" else "data.aiTranscript"
     return _EVENT_FIELDS.get(head, "data")
-
-
-def _checked(body: dict[str, Any], events: list[dict[str, Any]]) -> None:
-    """Refuse the legacy event as a whole before any of what it maps to is applied: one legacy event is one
-    client action, never half taken."""
-    errors: list[FieldError] = []
-    raw_data = body.get("data")
-    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
-    for event in events:
-        try:
-            ev.parse_event(event, "")
-        except ValidationFailed as exc:
-            errors.extend(_renamed(exc, lambda p: _legacy_path(body.get("type"), data, p)).errors)
-    if errors:
-        unique = list({(e.path, e.message): e for e in errors}.values())
-        raise ValidationFailed("the event could not be mapped", unique)
 
 
 async def legacy_token(request: Request) -> Response:
@@ -319,9 +308,15 @@ async def legacy_event(request: Request) -> Response:
     service.signer.verify(_token(request, body), session_id)
     # Pairing is idempotent per legacy event, so a request refused below and retried pairs the same way.
     events = legacy_to_events(body, session_id, tool_calls_of(request))
-    _checked(body, events)
     guard_of(request).events(client_of(request), session_id, len(events))
-    result = await service.ingest(session_id, events, None, prefix="events")
+    raw_data = body.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+    try:
+        # One legacy event is one client action: refused whole, never half applied.
+        result = await service.ingest(session_id, events, None, prefix="", whole=True)
+    except ValidationFailed as exc:
+        raise _renamed(exc, lambda p: _legacy_path(body.get("type"), data, p),
+                       "the event could not be mapped") from None
     if result.rejected:
         errors = [FieldError(e["path"], e["message"]) for r in result.rejected for e in r["errors"]]
         raise ValidationFailed("the event could not be mapped", errors)

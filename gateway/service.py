@@ -212,10 +212,15 @@ class SessionService:
             result.accepted_types[event.type] += 1
 
     async def ingest(
-        self, session_id: str, raw_events: Sequence[object], sent_at_ms: float | None, prefix: str = "events"
+        self, session_id: str, raw_events: Sequence[object], sent_at_ms: float | None, prefix: str = "events",
+        whole: bool = False,
     ) -> IngestResult:
+        """Apply the valid events and list the invalid ones; ``whole``: refuse all of them if one is invalid."""
         result = IngestResult()
         events = self._validate(raw_events, prefix, result)
+        if whole and result.rejected:
+            raise ValidationFailed("the events could not be applied",
+                                   [FieldError(e["path"], e["message"]) for r in result.rejected for e in r["errors"]])
         now = self.clock()
         out: list[FinishedSpan] = []
 
