@@ -20,20 +20,20 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from gateway import compat, routes, ui
 from gateway import semconv as sc
+from gateway.analytics.voice_metrics import VoiceMetrics
+from gateway.api import compat, routes, ui
+from gateway.api.http import JSONResponse
+from gateway.delivery.export_queue import RetryingBatchProcessor
+from gateway.delivery.recent import RecentTraces
 from gateway.errors import RequestError
-from gateway.export_queue import RetryingBatchProcessor
 from gateway.limits import IngestGuard
 from gateway.metrics import GatewayMetrics
 from gateway.otel_config import Telemetry, load_telemetry
-from gateway.recent import RecentTraces
-from gateway.routes import JSONResponse
 from gateway.security import cors_origin_regex
 from gateway.service import SessionService
 from gateway.sessions.store import SessionStore, open_store
 from gateway.spans import SpanEmitter
-from gateway.voice_metrics import VoiceMetrics
 
 log = logging.getLogger("gateway")
 STATIC_DIR = Path(__file__).parent / "static"

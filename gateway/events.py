@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from gateway.errors import FieldError, ValidationFailed
 
 SessionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+MAX_TOOL_NAME = 256  # what tool.call accepts as a name, and the legacy protocol as toolName
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 # OTLP carries int64; a larger client number would fail the whole export batch, so it is refused here.
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
@@ -150,7 +151,7 @@ class ModelUsage(_Event):
 class ToolCall(_Event):
     type: Literal["tool.call"]
     call_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TOOL_NAME)]
     arguments: Any = None
 
 

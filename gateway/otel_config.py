@@ -29,8 +29,8 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
 from gateway import __version__
+from gateway.delivery.export import BatchSettings, ExporterInfo, attach
 from gateway.errors import ConfigError
-from gateway.export import BatchSettings, ExporterInfo, attach
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings, load_settings
 

@@ -98,7 +98,7 @@ VOICE_TOOL_END_REASON: Final = "voice.tool.end_reason"
 VOICE_MARK_NAME: Final = "voice.mark.name"
 VOICE_USAGE_REPORTS: Final = "voice.usage.report_count"
 
-# Cost, priced by the gateway (gateway/pricing.py) on realtime_inference spans and summed on the root.
+# Cost, priced by the gateway (gateway/analytics/pricing.py) on realtime_inference spans and summed on the root.
 VOICE_COST_PREFIX: Final = "voice.cost."
 VOICE_COST_INPUT_USD: Final = "voice.cost.input_usd"
 VOICE_COST_OUTPUT_USD: Final = "voice.cost.output_usd"

@@ -23,9 +23,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from gateway import events as ev
 from gateway import semconv as sc
+from gateway.analytics.pricing import Pricer
+from gateway.analytics.voice_metrics import VoiceMetrics, session_labels
 from gateway.errors import Conflict, FieldError, NotFound, Overloaded, RequestError, ValidationFailed
 from gateway.metrics import GatewayMetrics
-from gateway.pricing import Pricer
 from gateway.redact import Redactor
 from gateway.security import ApiKeys, TokenSigner
 from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
@@ -34,7 +35,6 @@ from gateway.sessions.store import SessionStore
 from gateway.sessions.summary import summarize
 from gateway.settings import GatewaySettings
 from gateway.spans import SpanEmitter
-from gateway.voice_metrics import VoiceMetrics, session_labels
 
 log = logging.getLogger("gateway.sessions")
 _propagator = TraceContextTextMapPropagator()

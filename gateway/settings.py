@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from gateway.analytics.pricing import Pricer
 from gateway.errors import ConfigError
-from gateway.pricing import Pricer
 
 log = logging.getLogger("gateway.settings")
 

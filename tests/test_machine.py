@@ -7,13 +7,13 @@ import pytest
 from conftest import Recorder
 from opentelemetry.trace import SpanKind, StatusCode
 
+from gateway.analytics.pricing import Pricer
+from gateway.analytics.usage import normalize_usage
 from gateway.events import parse_event
-from gateway.pricing import Pricer
 from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
 from gateway.sessions.state import SessionState, TraceRef, new_span_id, new_trace_id
 from gateway.sessions.summary import summarize
 from gateway.simulate import gemini_usage
-from gateway.usage import normalize_usage
 
 T0 = 1_800_000_000_000_000_000  # ns
 
@@ -371,7 +371,7 @@ def test_per_turn_mode_gives_each_turn_its_own_trace_linked_to_the_session(recor
 
 
 def test_turn_and_session_cost_match_the_price_table_by_hand(recorder: Recorder) -> None:
-    from gateway.pricing import Pricer
+    from gateway.analytics.pricing import Pricer
 
     state = new_state()
     state.model = "gemini-live-2.5-flash"
@@ -397,7 +397,7 @@ def test_turn_and_session_cost_match_the_price_table_by_hand(recorder: Recorder)
 
 
 def test_turn_without_usage_is_estimated_from_audio_and_unknown_model_is_not_priced(recorder: Recorder) -> None:
-    from gateway.pricing import Pricer
+    from gateway.analytics.pricing import Pricer
 
     pricer = Pricer()
     state = new_state()

@@ -14,8 +14,8 @@ from starlette.testclient import TestClient
 from test_routes import ENV, auth, spans_of, start
 
 from gateway.app import create_app
+from gateway.delivery.otlp_encode import OtlpEncoder
 from gateway.otel_config import load_telemetry
-from gateway.otlp_encode import OtlpEncoder
 from gateway.sessions.state import FinishedSpan, SpanEvent, TraceRef, new_span_id, new_trace_id
 from gateway.spans import SpanEmitter
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from gateway import events as ev
 from gateway import semconv as sc
-from gateway.pricing import Cost, Pricer
+from gateway.analytics.pricing import Cost, Pricer
+from gateway.analytics.usage import Usage, normalize_usage
 from gateway.redact import truncate
 from gateway.sessions.state import (
     Attrs,
@@ -37,7 +38,6 @@ from gateway.sessions.state import (
     new_trace_id,
 )
 from gateway.sessions.summary import percentile, summarize
-from gateway.usage import Usage, normalize_usage
 
 MAX_ROOT_EVENTS = 128
 MAX_SPAN_EVENTS = 128  # the SDK's default; also what keeps a session's state from growing with a chatty client

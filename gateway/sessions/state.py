@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.pricing import Cost
-from gateway.usage import Usage
+from gateway.analytics.pricing import Cost
+from gateway.analytics.usage import Usage
 
 AttrValue = str | bool | int | float | list[str]
 Attrs = dict[str, AttrValue]

@@ -24,10 +24,10 @@ from typing import Final, NamedTuple
 
 from genai_prices import data_snapshot, types
 
+from gateway.analytics.usage import Usage
 from gateway.semconv import VOICE_COST_ESTIMATED, VOICE_COST_PREFIX
-from gateway.usage import Usage
 
-log = logging.getLogger("gateway.pricing")
+log = logging.getLogger("gateway.analytics.pricing")
 
 SOURCE_TABLE: Final = "genai-prices"
 SOURCE_OVERRIDE: Final = "override"

@@ -14,7 +14,8 @@ from pydantic import TypeAdapter
 
 from gateway import __version__
 from gateway import events as ev
-from gateway.compat import LEGACY_TYPES, MAX_TOOL_NAME
+from gateway.api.legacy import LEGACY_TYPES
+from gateway.events import MAX_TOOL_NAME
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -222,7 +223,7 @@ def _response_schemas(event_ts: dict[str, Any]) -> dict[str, Any]:
                             "properties": {"totalTurns": _INT, "totalToolCalls": _INT, "durationMs": _NUM}},
             },
         },
-        # -- the viewer's API (gateway/ui.py) --
+        # -- the viewer's API (gateway/api/ui.py) --
         "ViewerSessions": {
             "type": "object",
             "required": ["active", "recent"],

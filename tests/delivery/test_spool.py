@@ -10,10 +10,10 @@ from test_export_queue import FlakyExporter, counter
 from test_fanout import metric, play_session
 from test_machine import Run
 
-from gateway.export_queue import RetryingBatchProcessor
+from gateway.delivery.export_queue import RetryingBatchProcessor
+from gateway.delivery.spool import Spool, decode_batch, encode_batch
 from gateway.metrics import GatewayMetrics
 from gateway.sessions.machine import MachineOptions, SessionMachine
-from gateway.spool import Spool, decode_batch, encode_batch
 
 
 def session_spans() -> list[Any]:

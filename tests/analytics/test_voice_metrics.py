@@ -9,8 +9,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from otlp_sink import Collector, Sink
 from test_fanout import play_session
 
+from gateway.analytics.voice_metrics import MAX_VALUES_PER_LABEL, VoiceMetrics, session_labels
 from gateway.sessions.state import FinishedSpan
-from gateway.voice_metrics import MAX_VALUES_PER_LABEL, VoiceMetrics, session_labels
 
 EXPECTED = {"voice.turn.time_to_first_audio", "voice.turn.duration", "voice.tool.duration",
             "voice.connection.setup.duration", "voice.sessions", "voice.turns", "voice.interruptions",

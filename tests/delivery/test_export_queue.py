@@ -10,8 +10,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway.export import InstrumentedExporter, with_fast_encoding
-from gateway.export_queue import RetryingBatchProcessor
+from gateway.delivery.export import InstrumentedExporter, with_fast_encoding
+from gateway.delivery.export_queue import RetryingBatchProcessor
 from gateway.metrics import GatewayMetrics
 
 

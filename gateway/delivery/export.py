@@ -21,12 +21,12 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from gateway.export_queue import RetryingBatchProcessor
+from gateway.delivery.export_queue import RetryingBatchProcessor
+from gateway.delivery.otlp_encode import OtlpEncoder
+from gateway.delivery.spool import Spool
 from gateway.metrics import GatewayMetrics
-from gateway.otlp_encode import OtlpEncoder
-from gateway.spool import Spool
 
-log = logging.getLogger("gateway.export")
+log = logging.getLogger("gateway.delivery.export")
 
 
 def _otlp_http_client(exporter: SpanExporter) -> Any:
@@ -99,7 +99,7 @@ _YIELD_EVERY_S = 0.001  # the longest the export thread encodes before handing t
 
 class FastOtlpHttpExporter(SpanExporter):
     """The stock OTLP/HTTP exporter's transport (retries, compression, TLS, headers) with the direct encoder,
-    which writes the same bytes in a fraction of the time (``gateway.otlp_encode``)."""
+    which writes the same bytes in a fraction of the time (``gateway.delivery.otlp_encode``)."""
 
     def __init__(self, stock: HttpSpanExporter) -> None:
         self._stock = stock

@@ -14,7 +14,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from test_spool import session_spans
 
-from gateway.otlp_encode import OtlpEncoder
+from gateway.delivery.otlp_encode import OtlpEncoder
 
 scalars = (st.text(max_size=12) | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
            | st.floats(allow_nan=False))

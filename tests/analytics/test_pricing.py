@@ -9,8 +9,8 @@ from genai_prices import data_snapshot
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.pricing import Cost, Pricer
-from gateway.usage import Usage
+from gateway.analytics.pricing import Cost, Pricer
+from gateway.analytics.usage import Usage
 
 M = 1_000_000  # table prices are USD per million tokens
 
@@ -188,7 +188,7 @@ def test_a_bad_override_fails_at_construction(prices: dict[str, float]) -> None:
 def test_an_unknown_model_gives_no_cost_is_counted_and_warns_once(pricer: Pricer,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     usage = Usage(input_tokens=10, output_tokens=10)
-    with caplog.at_level(logging.WARNING, logger="gateway.pricing"):
+    with caplog.at_level(logging.WARNING, logger="gateway.analytics.pricing"):
         for _ in range(3):
             assert pricer.price("gcp.gemini", "gemini-9-imaginary", usage) is None
         assert pricer.price("acme.voice", "gpt-realtime", usage) is None  # unknown provider

@@ -18,8 +18,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from gateway.otlp_encode import OtlpEncoder
-from gateway.spool import decode_batch
+from gateway.delivery.otlp_encode import OtlpEncoder
+from gateway.delivery.spool import decode_batch
 
 
 def span_to_dict(span: ReadableSpan) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from gateway.api.legacy import LegacyToolCalls, legacy_to_events
 from gateway.app import create_app
-from gateway.compat import LegacyToolCalls, legacy_to_events
 from gateway.otel_config import load_telemetry
 
 ENV = {"VTG_SIGNING_KEY": "k" * 40}

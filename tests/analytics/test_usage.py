@@ -1,4 +1,4 @@
-from gateway.usage import Usage, normalize_usage
+from gateway.analytics.usage import Usage, normalize_usage
 
 
 def test_gemini_usage_metadata_is_split_by_modality() -> None:

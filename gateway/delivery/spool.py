@@ -27,9 +27,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util.types import AttributeValue
 
-from gateway.otlp_encode import OtlpEncoder
+from gateway.delivery.otlp_encode import OtlpEncoder
 
-log = logging.getLogger("gateway.export")
+log = logging.getLogger("gateway.delivery.export")
 
 _REMOTE = 0x200  # SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 _KINDS = {1: SpanKind.INTERNAL, 2: SpanKind.SERVER, 3: SpanKind.CLIENT, 4: SpanKind.PRODUCER, 5: SpanKind.CONSUMER}

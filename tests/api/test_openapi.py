@@ -20,8 +20,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient
 
+from gateway.api.openapi import openapi_document
 from gateway.app import create_app
-from gateway.openapi import openapi_document
 from gateway.otel_config import load_telemetry
 
 ENV = {"VTG_SIGNING_KEY": "o" * 40}

@@ -22,10 +22,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from gateway.delivery.spool import Spool
 from gateway.metrics import GatewayMetrics
-from gateway.spool import Spool
 
-log = logging.getLogger("gateway.export")
+log = logging.getLogger("gateway.delivery.export")
 
 # HTTP statuses OTLP calls transient; any other 4xx/5xx will not get better by sending the same bytes again.
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})

@@ -20,12 +20,12 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from gateway import semconv as sc
+from gateway.api.http import JSONResponse, bearer_token, service_of
+from gateway.delivery.recent import RecentTraces
 from gateway.errors import Forbidden, NotFound
-from gateway.recent import RecentTraces
-from gateway.routes import JSONResponse, bearer_token, service_of
 from gateway.sessions.state import OpenSpan, SessionState
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 
 
 def _admit(request: Request) -> None:

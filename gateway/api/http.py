@@ -1,0 +1,61 @@
+"""Request helpers shared by the route modules: the app's services, the client's address, the body, the token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse as _StarletteJSONResponse
+
+from gateway.errors import BadRequest, FieldError, PayloadTooLarge
+from gateway.limits import IngestGuard
+from gateway.service import SessionService
+
+
+class JSONResponse(_StarletteJSONResponse):
+    """JSON rendered by orjson: the same bytes a compact json.dumps gives, several times faster."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def service_of(request: Request) -> SessionService:
+    service: SessionService = request.app.state.service
+    return service
+
+
+def guard_of(request: Request) -> IngestGuard:
+    guard: IngestGuard = request.app.state.guard
+    return guard
+
+
+def client_of(request: Request) -> str:
+    peer = request.client.host if request.client else None
+    return guard_of(request).client(peer, request.headers.get("x-forwarded-for"))
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON whatever its content type: sendBeacon sends strings as text/plain."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body is over the {limit} byte limit")
+    if not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", [FieldError("", "invalid JSON")]) from None
+
+
+def bearer_token(request: Request, query: bool = True) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query_params.get("token") if query else None
