@@ -13,8 +13,6 @@ from pathlib import Path
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -23,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from gateway import semconv as sc
 from gateway.analytics.voice_metrics import VoiceMetrics
 from gateway.api import compat, routes, ui
+from gateway.api.cors import cors_middleware
 from gateway.api.http import JSONResponse
 from gateway.delivery.export_queue import RetryingBatchProcessor
 from gateway.delivery.recent import RecentTraces
@@ -30,7 +29,8 @@ from gateway.errors import RequestError
 from gateway.limits import IngestGuard
 from gateway.metrics import GatewayMetrics
 from gateway.otel_config import Telemetry, load_telemetry
-from gateway.security import cors_origin_regex
+from gateway.providers.forward_auth import ForwardAuth
+from gateway.providers.minting import TokenMinter
 from gateway.service import SessionService
 from gateway.sessions.store import SessionStore, open_store
 from gateway.spans import SpanEmitter
@@ -90,6 +90,8 @@ def create_app(
         sweeper = asyncio.create_task(sweep_forever(service, interval))
         app.state.ready, app.state.draining = True, False
         log.info("voice trace gateway ready: %s", telemetry.describe()["exporters"])
+        if settings.provider_tokens:
+            log.info("minting provider tokens: %s", app.state.minter.describe())  # whether keys are set, never them
         try:
             yield
         finally:
@@ -127,15 +129,8 @@ def create_app(
                 "detail": "the gateway failed to handle this request; it has been logged"}
         return JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)
 
-    middleware = []
-    origin_regex = cors_origin_regex(settings.cors_origins)
-    if origin_regex:
-        # No credentials: the ingest token travels in a header or the query, never in cookies.
-        middleware.append(Middleware(
-            CORSMiddleware, allow_origin_regex=origin_regex, allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "traceparent", "tracestate"],
-            allow_credentials=False, max_age=600,
-        ))
+    # Credentials only on the compatibility routes, whose frontend posts with its cookies; v1 never takes them.
+    middleware = cors_middleware(settings)
     app = Starlette(
         routes=[*routes.routes, *compat.routes, *ui.routes,
                 Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
@@ -148,6 +143,9 @@ def create_app(
         metrics.unpriced_turns.set_function(lambda: sum(pricer.unknown_models.values()))
     app.state.service = service
     app.state.guard = IngestGuard(settings)
+    app.state.minter = TokenMinter(settings, metrics)
+    app.state.forward_auth = None if not settings.forward_auth_url else ForwardAuth(
+        settings.forward_auth_url, settings.forward_auth_user_header, settings.forward_auth_timeout_s, metrics)
     app.state.telemetry = telemetry
     app.state.recent = recent
     app.state.ready = False

@@ -1,4 +1,4 @@
-"""Rate limits: token buckets keyed by session or client address, in process memory.
+"""Rate limits: token buckets keyed by session, client address or user, in process memory.
 
 A flood is answered with 429 and the time after which a retry would pass;
 the buckets themselves are bounded so that a flood of distinct keys cannot
@@ -56,6 +56,9 @@ class IngestGuard:
         self.creates = RateLimiter(rate, rate * 10)
         self.session_events = RateLimiter(settings.event_rate_per_session, settings.event_rate_per_session * 10)
         self.client_events = RateLimiter(settings.event_rate_per_client, settings.event_rate_per_client * 10)
+        self.client_mints = RateLimiter(settings.provider_token_rate_per_client,
+                                        settings.provider_token_rate_per_client * 10)
+        self.user_mints = RateLimiter(settings.provider_token_rate_per_user, settings.provider_token_rate_per_user * 10)
 
     def client(self, peer: str | None, forwarded_for: str | None) -> str:
         return self.addresses.resolve(peer, forwarded_for)
@@ -64,6 +67,14 @@ class IngestGuard:
         wait = self.creates.acquire(client)
         if wait:
             raise TooManyRequests("too many sessions started from this address; slow down", wait)
+
+    def token_minted(self, client: str, user: str | None) -> None:
+        """Minting spends the operator's money: bounded per address, and per user wherever the user comes from."""
+        wait = self.client_mints.acquire(client)
+        if not wait and user:
+            wait = self.user_mints.acquire(user)
+        if wait:
+            raise TooManyRequests("too many provider tokens minted for this client; slow down", wait)
 
     def events(self, client: str, session_id: str, count: int) -> None:
         if count > self.settings.max_events_per_request:

@@ -60,5 +60,17 @@ class GatewayMetrics:
         )
         self.spooled_batches = Gauge("vtg_export_spooled_batches", "Batches waiting in an exporter's disk spool",
                                      ["exporter"], registry=r)
+        self.provider_tokens_minted = Counter(
+            "vtg_provider_tokens_minted", "Provider ephemeral tokens minted", ["provider"], registry=r
+        )
+        self.provider_token_failures = Counter(
+            "vtg_provider_token_failures",
+            "Provider tokens not minted: no_key, http_error, timeout, unreachable, bad_response",
+            ["provider", "reason"], registry=r,
+        )
+        self.forward_auth_checks = Counter(
+            "vtg_forward_auth_checks", "Answers of the forward auth endpoint: allowed, refused, unavailable",
+            ["outcome"], registry=r,
+        )
         self.queue_depth = Gauge("vtg_export_queue_depth", "Spans waiting in an exporter's queue", ["exporter"],
                                  registry=r)

@@ -128,6 +128,10 @@ class ClientAddress:
             return False
         return any(ip in net for net in self._networks)
 
+    def trusts(self, peer: str | None) -> bool:
+        """Whether ``peer`` is one of our own proxies, whose forwarded headers are believed."""
+        return peer is not None and self._trusted(peer)
+
     def resolve(self, peer: str | None, forwarded_for: str | None) -> str:
         peer = peer or "unknown"
         if not forwarded_for or not self._trusted(peer):
@@ -139,14 +143,17 @@ class ClientAddress:
         return peer
 
 
-def cors_origin_regex(patterns: Iterable[str]) -> str | None:
-    """``https://*.example.com`` allows any subdomain of example.com over https; exact origins match exactly."""
+def cors_origin_regex(patterns: Iterable[str], credentialed: bool = False) -> str | None:
+    """``https://*.example.com`` allows any subdomain of example.com over https; exact origins match exactly.
+    ``credentialed``: the origins that may send cookies, which ``*`` never stands for."""
     parts = []
     for pattern in patterns:
         pattern = pattern.strip().rstrip("/")
         if not pattern:
             continue
         if pattern == "*":
+            if credentialed:
+                continue
             parts.append(r"https?://.+")
             continue
         escaped = re.escape(pattern).replace(r"\*\.", r"(?:[A-Za-z0-9-]+\.)+")

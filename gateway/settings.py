@@ -41,6 +41,28 @@ class GatewaySettings:
     api_keys: tuple[str, ...] = ()
     # Browser origins allowed to call the API: exact origins or https://*.example.com; none by default.
     cors_origins: tuple[str, ...] = ()
+    # Provider ephemeral tokens minted for browsers (DESIGN §3.5): "gemini", "openai", or both; none by default.
+    # The providers' keys come from their SDKs' own variables (GEMINI_API_KEY or GOOGLE_API_KEY, OPENAI_API_KEY),
+    # never from here, so they never appear in settings or check-config output.
+    provider_tokens: tuple[str, ...] = ()
+    # The app's own auth endpoint: it gets each minting request's Cookie and Authorization headers; 2xx allows.
+    forward_auth_url: str = ""
+    # The auth endpoint's response header naming the signed-in user; it becomes the session's user_id.
+    forward_auth_user_header: str = "X-Auth-User"
+    forward_auth_timeout_s: float = 5.0
+    provider_token_timeout_s: float = 10.0
+    provider_token_rate_per_client: float = 1.0  # tokens per second, with a burst of ten times that
+    provider_token_rate_per_user: float = 0.5
+    # Gemini: how long the token may carry messages, how long it may open a new Live session, how many sessions.
+    gemini_token_ttl_s: float = 1800.0
+    gemini_new_session_ttl_s: float = 60.0
+    gemini_token_uses: int = 1
+    # Locks the token to this Live model (and gemini_live_config, LiveConnectConfig fields); empty: unlocked.
+    gemini_live_model: str = ""
+    gemini_live_config: Mapping[str, Any] = field(default_factory=dict)
+    # OpenAI Realtime: the client secret's life, and the session config it carries ({"type": "realtime", ...}).
+    openai_token_ttl_s: float = 600.0
+    openai_session: Mapping[str, Any] = field(default_factory=dict)
     # Opens the viewer (/ui) to non-loopback clients that present it; without it the viewer is loopback-only.
     admin_key: str = ""
     # Peers whose X-Forwarded-For is believed (addresses or CIDR ranges).
@@ -95,6 +117,7 @@ _ENV = {f.name: f"VTG_{f.name.upper()}" for f in fields(GatewaySettings) if f.na
 
 
 CONTENT_KINDS = ("transcripts", "tool_arguments", "tool_results")
+PROVIDERS = ("gemini", "openai")
 
 
 def _coerce(name: str, raw: Any, default: Any) -> Any:
@@ -106,6 +129,20 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
             raise ValueError("expected a mapping of model to {kind: USD per million tokens}")
         Pricer(parsed)  # validates kinds and prices, naming the bad key
         return parsed
+    if name in ("gemini_live_config", "openai_session"):
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(parsed, dict):
+            raise ValueError("expected a JSON object")
+        return parsed
+    if name == "provider_tokens":
+        items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+        names = tuple(dict.fromkeys(str(x).strip().lower() for x in items if str(x).strip()))
+        if names in (("none",), ("off",), ("false",)):
+            return ()
+        unknown = [n for n in names if n not in PROVIDERS]
+        if unknown:
+            raise ValueError(f"unknown provider(s) {unknown}; expected {' and/or '.join(PROVIDERS)}")
+        return names
     if name == "trace_mode":
         if raw not in ("session", "per_turn"):
             raise ValueError("expected 'session' or 'per_turn'")
@@ -192,6 +229,11 @@ def load_settings(
                 log.warning("ignoring %s=%r (%s); using %r", var, env[var], exc, fallback)
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(defaults, **values)
+    if settings.provider_tokens and not (settings.api_keys or settings.forward_auth_url):
+        # Minting spends the operator's money: it is never open to anyone who can reach the gateway.
+        raise ConfigError("VTG_PROVIDER_TOKENS", "minting provider tokens needs VTG_API_KEYS or VTG_FORWARD_AUTH_URL")
+    if settings.gemini_token_uses < 1:
+        raise ConfigError("VTG_GEMINI_TOKEN_USES", "must be at least 1")
     if settings.signing_key and len(settings.signing_key.encode()) < 32:
         log.warning("the signing key is shorter than 32 bytes; HS256 wants at least that much")
     if not settings.signing_key:

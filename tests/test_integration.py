@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import REPO
+from fake_providers import serve_fake_providers
 from otlp_sink import Collector, ReceivedSpan, Sink, children
 
 from gateway.simulate import three_turn_session
@@ -116,10 +117,17 @@ def test_three_turn_session_arrives_at_a_collector_as_one_trace(
 def test_compatibility_routes_give_one_span_per_turn_and_per_tool_call(
     collector: Collector, sink: Sink, gateway_factory: Any
 ) -> None:
-    gw = gateway_factory(otlp_env(collector, "http/protobuf"))
+    with serve_fake_providers() as fake:
+        gw = gateway_factory({**otlp_env(collector, "http/protobuf"), **fake.env(), "VTG_PROVIDER_TOKENS": "gemini",
+                              "VTG_API_KEYS": "backend-key"})
+        with gw.client() as client:
+            r = client.post("/api/live/token", json={"userId": "legacy-user"},
+                            headers={"authorization": "Bearer backend-key"})
+            assert r.status_code == 200, r.text
+            created = r.json()
+        assert fake.mismatches == [] and created["token"].startswith("auth_tokens/")
     with gw.client() as client:
-        created = client.post("/api/live/token", json={"userId": "legacy-user"}).json()
-        sid, token = created["sessionId"], created["token"]
+        sid, token = created["sessionId"], created["ingestToken"]
         now = time.time() * 1000
         sequence = [
             ("turn_start", 10, {"turnNumber": 1, "userTranscript": "weather?"}),
@@ -143,9 +151,9 @@ def test_compatibility_routes_give_one_span_per_turn_and_per_tool_call(
         end = client.post("/api/live/trace/end", json={"sessionId": sid, "reason": "user_disconnect", "token": token})
         assert end.status_code == 200
         body = end.json()
-        assert body["traceId"] == created["trace_id"]
+        assert body["traceId"] == created["traceId"]
         assert body["summary"]["totalTurns"] == 2 and body["summary"]["totalToolCalls"] == 1
-    spans = sink.trace(created["trace_id"])
+    spans = sink.trace(created["traceId"])
     names = Counter(x.name.split(" ")[0] for x in spans)
     assert names["invoke_agent"] == 2 and names["execute_tool"] == 1 and names["voice_session"] == 1
     assert len({x.span_id for x in spans}) == len(spans)

@@ -1,14 +1,18 @@
 """Routes of the system we derive from (DESIGN §3.4), mapped onto the canonical events.
 
-The translation of its events lives in ``gateway.api.legacy``. Unlike the original,
-the ingest token is required here too (header, ``?token=`` or a ``token``
-field), since unauthenticated writes were one of its defects; session creation
-asks for an API key and is rate limited exactly like ``POST /v1/sessions``,
-and events count against the same rate limits as ``POST /v1/sessions/{id}/events``.
+The translation of its events lives in ``gateway.api.legacy``. ``/api/live/token`` answers the original's shape,
+``{token, expiresAt, sessionId}``, where ``token`` is a provider ephemeral token (§3.5), and sets the session's
+ingest token as an HttpOnly cookie scoped to ``/api/live/trace``: the original's frontend sends no token, only its
+cookies. Unlike the original, trace writes need that ingest token (cookie, header, ``?token=`` or a ``token``
+field), since unauthenticated writes were one of its defects; the token route needs an API key or forward auth and
+is rate limited like ``POST /v1/sessions``, and events count against the same rate limits as
+``POST /v1/sessions/{id}/events``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +21,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import events as ev
+from gateway.api.cors import credentialed_origins
 from gateway.api.http import JSONResponse, bearer_token, client_of, guard_of, read_json, service_of
 from gateway.api.legacy import LegacyToolCalls, as_object, legacy_to_events, session_id_of
+from gateway.api.minting import authorize_creation, mint_for, minter_of
 from gateway.errors import FieldError, ValidationFailed
 
 
@@ -33,9 +39,35 @@ def tool_calls_of(request: Request) -> LegacyToolCalls:
 # -- routes -----------------------------------------------------------------------------------------
 
 
-def _token(request: Request, body: dict[str, Any]) -> str | None:
+COOKIE_PATH = "/api/live/trace"
+
+
+def cookie_name(session_id: str) -> str:
+    """One cookie per session, so two tabs of one app each keep their own; named by a digest of the session id,
+    which may hold characters a cookie name may not."""
+    return "vtg_ingest_" + hashlib.sha256(session_id.encode()).hexdigest()[:16]
+
+
+def _secure(request: Request) -> bool:
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client else None
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return proto == "https" and guard_of(request).addresses.trusts(peer)
+
+
+def _set_ingest_cookie(request: Request, response: Response, session_id: str, token: str, max_age: int) -> None:
+    # Cross-site origins configured: the browser sends the cookie on their credentialed posts only when it is
+    # SameSite=None, which it accepts only when Secure.
+    cross_site = credentialed_origins(service_of(request).settings)
+    response.set_cookie(cookie_name(session_id), token, max_age=max_age, path=COOKIE_PATH, httponly=True,
+                        secure=cross_site or _secure(request), samesite="none" if cross_site else "lax")
+
+
+def _token(request: Request, body: dict[str, Any], session_id: str) -> str | None:
     token = bearer_token(request)
-    return token or (body.get("token") if isinstance(body.get("token"), str) else None)
+    token = token or (body.get("token") if isinstance(body.get("token"), str) else None)
+    return token or request.cookies.get(cookie_name(session_id))
 
 
 _CREATE_FIELDS = {"session_id": "sessionId", "user_id": "userId", "model": "model", "provider": "provider",
@@ -63,7 +95,7 @@ def _legacy_path(kind: Any, data: dict[str, Any], path: str) -> str:
 
 async def legacy_token(request: Request) -> Response:
     service = service_of(request)
-    service.api_keys.check(bearer_token(request, query=False))
+    user = await authorize_creation(request)
     guard_of(request).session_created(client_of(request))
     body = await read_json(request, service.settings.max_body_bytes) or {}
     body = as_object(body)
@@ -71,15 +103,35 @@ async def legacy_token(request: Request) -> Response:
         req = ev.parse_model(ev.SessionCreate, {field: body.get(legacy) for field, legacy in _CREATE_FIELDS.items()})
     except ValidationFailed as exc:
         raise _renamed(exc, lambda p: _CREATE_FIELDS.get(p.split(".", 1)[0], p)) from None
+    provider = minter_of(request).legacy_provider(req.provider)
+    # Minted before the session starts: a provider that refuses leaves no empty session behind.
+    minted = await mint_for(request, provider, user or req.user_id)
+    if user:
+        req = req.model_copy(update={"user_id": user})  # the signed-in user, not what the page claims
     created = await service.start(req, request.headers.get("traceparent"))
-    return JSONResponse({"sessionId": created["session_id"], **created}, status_code=201)
+    session_id, ingest_token = created["session_id"], created["token"]
+    response = JSONResponse({
+        # The original's three fields, meaning what they meant there.
+        "token": minted.value,
+        "expiresAt": minted.expires_at_iso,
+        "sessionId": session_id,
+        # Ours, under names of their own: the ingest token (also in the cookie) and the trace.
+        "ingestToken": ingest_token,
+        "ingestTokenExpiresAt": created["expires_at"],
+        "provider": minted.provider,
+        "traceId": created["trace_id"],
+        "traceparent": created["traceparent"],
+    })
+    max_age = max(1, int(created["expires_at"] - time.time()))
+    _set_ingest_cookie(request, response, session_id, ingest_token, max_age)
+    return response
 
 
 async def legacy_event(request: Request) -> Response:
     service = service_of(request)
     body = as_object(await read_json(request, service.settings.max_body_bytes))
     session_id = session_id_of(body)
-    service.signer.verify(_token(request, body), session_id)
+    service.signer.verify(_token(request, body, session_id), session_id)
     # Pairing is idempotent per legacy event, so a request refused below and retried pairs the same way.
     events = legacy_to_events(body, session_id, tool_calls_of(request))
     guard_of(request).events(client_of(request), session_id, len(events))
@@ -101,11 +153,11 @@ async def legacy_end(request: Request) -> Response:
     service = service_of(request)
     body = as_object(await read_json(request, service.settings.max_body_bytes))
     session_id = session_id_of(body)
-    service.signer.verify(_token(request, body), session_id)
+    service.signer.verify(_token(request, body, session_id), session_id)
     reason = body.get("reason") if isinstance(body.get("reason"), str) and body.get("reason") else "completed"
     summary, _ = await service.end(session_id, str(reason)[:256])
     tool_calls_of(request).forget(session_id)
-    return JSONResponse({
+    response = JSONResponse({
         "traceId": summary["trace_id"],
         "summary": {
             "totalTurns": summary["turns"],
@@ -113,6 +165,12 @@ async def legacy_end(request: Request) -> Response:
             "durationMs": summary["duration_ms"],
         },
     })
+    if cookie_name(session_id) in request.cookies:
+        # The session is over: its cookie would only ride along on every later trace request.
+        cross_site = credentialed_origins(service.settings)
+        response.delete_cookie(cookie_name(session_id), path=COOKIE_PATH, httponly=True,
+                               secure=cross_site or _secure(request), samesite="none" if cross_site else "lax")
+    return response
 
 
 routes = [

@@ -60,6 +60,8 @@ _PROBLEM_MEANINGS = {
     409: "conflict",
     413: "the body (or the number of events in it) is over the limit",
     422: "validation failed; 'errors' names each bad field",
+    501: "not implemented by this gateway's configuration",
+    502: "an upstream service failed",
     429: "a rate limit; retry after the Retry-After delay",
     503: "the process holds as many open sessions as it may; retry after the Retry-After delay",
 }
@@ -103,6 +105,10 @@ _TRACE_PATH = {"name": "trace_id", "in": "path", "required": True, "schema": {"t
 
 _M403_TOKEN = "the ingest token belongs to another session"
 _M401_API_KEY = "API keys are configured (VTG_API_KEYS) and none, or an unknown one, was presented"
+_M403_FORWARD = "the forward auth endpoint (VTG_FORWARD_AUTH_URL) refused the request's credentials"
+_M502_PROVIDER = "the provider refused, failed or timed out minting a token; 'provider' and 'provider_status' say which"
+_M503_CREATE = ("the process holds as many open sessions as it may, the forward auth endpoint is down, or the "
+                "provider's API key is not configured; retry after the Retry-After delay")
 _M403_VIEWER = "not a loopback client while no admin key is set, or a wrong admin key"
 
 
@@ -121,6 +127,13 @@ def _response_schemas(event_ts: dict[str, Any]) -> dict[str, Any]:
             "token": {"type": "string", "description": "the ingest token: present it on every write"},
             "expires_at": {"type": "number", "description": "when the token expires, s since the epoch"},
             "idle_timeout_s": _NUM,
+            "provider_token": {
+                "type": "object", "required": ["provider", "value", "expires_at"],
+                "description": "the provider's ephemeral client token, when the operator mints for the session's "
+                               "provider (VTG_PROVIDER_TOKENS)",
+                "properties": {"provider": {"type": "string", "enum": ["gemini", "openai"]}, "value": _STR,
+                               "expires_at": {"type": "number", "description": "s since the epoch"}},
+            },
         },
     }
     rejected = {"type": "array", "items": {
@@ -197,10 +210,23 @@ def _response_schemas(event_ts: dict[str, Any]) -> dict[str, Any]:
                 ("sessionId", "session_id"), ("userId", "user_id"), ("model", "model"), ("provider", "provider"),
                 ("agent", "agent"))},
         },
-        "LegacySessionCreated": {"allOf": [
-            _ref("SessionCreated"),
-            {"type": "object", "required": ["sessionId"], "properties": {"sessionId": _STR}},
-        ]},
+        "LegacySessionCreated": {
+            "type": "object",
+            "description": "the original's {token, expiresAt, sessionId}, and the gateway's own fields under names "
+                           "of their own; the ingest token is also set as an HttpOnly cookie for /api/live/trace",
+            "required": ["token", "expiresAt", "sessionId", "ingestToken", "ingestTokenExpiresAt", "provider",
+                         "traceId", "traceparent"],
+            "properties": {
+                "token": {"type": "string", "description": "the provider's ephemeral token, for the browser's SDK"},
+                "expiresAt": {"type": "string", "format": "date-time", "description": "when that token expires"},
+                "sessionId": _STR,
+                "ingestToken": {"type": "string", "description": "the session's ingest token (also the cookie)"},
+                "ingestTokenExpiresAt": {"type": "number", "description": "s since the epoch"},
+                "provider": {"type": "string", "enum": ["gemini", "openai"]},
+                "traceId": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "traceparent": {"type": "string"},
+            },
+        },
         **{names[kind]: schema for kind, schema in legacy_events.items()},
         "LegacyEvent": {"oneOf": [_ref(names[kind]) for kind in LEGACY_TYPES],
                         "discriminator": {"propertyName": "type", "mapping": {
@@ -313,7 +339,8 @@ def openapi_document() -> dict[str, Any]:
             "schemas": schemas,
             "securitySchemes": {
                 "ingestToken": {"type": "http", "scheme": "bearer",
-                                "description": "the session's ingest token (or ?token=, or a legacy body's 'token')"},
+                                "description": "the session's ingest token (or ?token=, or a legacy body's 'token', or "
+                                               "on /api/live/trace/* the cookie /api/live/token set)"},
                 "apiKey": {"type": "http", "scheme": "bearer",
                            "description": "needed to create sessions only when the operator sets VTG_API_KEYS"},
                 "adminKey": {"type": "http", "scheme": "bearer",
@@ -327,8 +354,9 @@ def openapi_document() -> dict[str, Any]:
                 "security": api_key,
                 "requestBody": _json_body("SessionCreate", required=False),
                 "responses": {"201": _json("session started", "SessionCreated"),
-                              **_problems(400, 401, 409, 413, 422, 429, 503, m401=_M401_API_KEY,
-                                          m409="the client-chosen session_id is in use")},
+                              **_problems(400, 401, 403, 409, 413, 422, 429, 502, 503, m401=_M401_API_KEY,
+                                          m403=_M403_FORWARD, m409="the client-chosen session_id is in use",
+                                          m502=_M502_PROVIDER, m503=_M503_CREATE)},
             }},
             "/v1/sessions/{session_id}": {"get": {
                 "summary": "Live state and running summary of a session",
@@ -354,9 +382,11 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Start a voice session (legacy route, DESIGN §3.4)",
                 "security": api_key,
                 "requestBody": _json_body("LegacyTokenRequest", required=False),
-                "responses": {"201": _json("session started: sessionId and the v1 fields", "LegacySessionCreated"),
-                              **_problems(400, 401, 409, 413, 422, 429, 503, m401=_M401_API_KEY,
-                                          m409="the client-chosen sessionId is in use")},
+                "responses": {"200": _json("a provider token and the session it traces", "LegacySessionCreated"),
+                              **_problems(400, 401, 403, 409, 413, 422, 429, 501, 502, 503, m401=_M401_API_KEY,
+                                          m403=_M403_FORWARD, m409="the client-chosen sessionId is in use",
+                                          m501="this gateway mints no provider tokens (VTG_PROVIDER_TOKENS)",
+                                          m502=_M502_PROVIDER, m503=_M503_CREATE)},
             }},
             "/api/live/trace/event": {"post": {
                 "summary": "Report one legacy event (legacy route, DESIGN §3.4)",

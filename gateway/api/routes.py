@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from gateway import events as ev
 from gateway.api.http import JSONResponse, bearer_token, client_of, guard_of, read_json, service_of
+from gateway.api.minting import authorize_creation, mint_for, minter_of
 from gateway.api.openapi import openapi_document
 from gateway.errors import FieldError, ValidationFailed
 from gateway.service import body_events, checked_sent_at
@@ -20,11 +21,18 @@ def authorize(request: Request, session_id: str) -> None:
 
 async def create_session(request: Request) -> Response:
     service = service_of(request)
-    service.api_keys.check(bearer_token(request, query=False))
+    user = await authorize_creation(request)
     guard_of(request).session_created(client_of(request))
     body = await read_json(request, service.settings.max_body_bytes)
     req = ev.parse_model(ev.SessionCreate, body if body is not None else {})
+    if user:
+        req = req.model_copy(update={"user_id": user})  # the signed-in user, not what the page claims
+    provider = minter_of(request).provider_for(req.provider)
+    # Minted before the session starts: a provider that refuses leaves no empty session behind.
+    minted = await mint_for(request, provider, user or req.user_id) if provider else None
     created = await service.start(req, request.headers.get("traceparent"))
+    if minted is not None:
+        created["provider_token"] = minted.to_json()
     return JSONResponse(created, status_code=201)
 
 

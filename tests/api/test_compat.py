@@ -8,13 +8,32 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fake_providers import FakeProviders, serve_fake_providers
 from starlette.testclient import TestClient
 
 from gateway.api.legacy import LegacyToolCalls, legacy_to_events
 from gateway.app import create_app
 from gateway.otel_config import load_telemetry
 
-ENV = {"VTG_SIGNING_KEY": "k" * 40}
+API_KEY = "compat-api-key"
+# /api/live/token mints a provider token: a trusted backend with an API key asks for it here (the frontend's own
+# cookie-only flow, through forward auth, is tests/providers/test_frontend.py).
+ENV = {"VTG_SIGNING_KEY": "k" * 40, "VTG_PROVIDER_TOKENS": "gemini", "VTG_API_KEYS": API_KEY}
+AUTH = {"authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def fake_providers() -> Iterator[FakeProviders]:
+    with serve_fake_providers() as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def provider_env(fake_providers: FakeProviders, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in fake_providers.env().items():
+        monkeypatch.setenv(name, value)
+    yield
+    assert fake_providers.mismatches == []
 
 
 def make_client(**env: str) -> TestClient:
@@ -32,10 +51,10 @@ class Legacy:
 
     def __init__(self, client: TestClient, **body: Any) -> None:
         self.client = client
-        r = client.post("/api/live/token", json=body)
-        assert r.status_code == 201, r.text
+        r = client.post("/api/live/token", json=body, headers=AUTH)
+        assert r.status_code == 200, r.text
         self.created = r.json()
-        self.sid, self.token = self.created["sessionId"], self.created["token"]
+        self.sid, self.token = self.created["sessionId"], self.created["ingestToken"]
         self.base = time.time() * 1000
         time.sleep(0.25)  # every offset used below is in the past when sent: times are kept as reported
 
@@ -51,7 +70,7 @@ class Legacy:
         return dict(r.json())
 
     def spans(self, prefix: str) -> list[dict[str, Any]]:
-        spans = self.client.app.state.recent.get(self.created["trace_id"]) or []  # type: ignore[attr-defined]
+        spans = self.client.app.state.recent.get(self.created["traceId"]) or []  # type: ignore[attr-defined]
         return sorted((s for s in spans if s["name"].split(" ")[0] == prefix), key=lambda s: s["start_time_unix_nano"])
 
 
@@ -73,21 +92,26 @@ def test_legacy_token_needs_an_api_key_when_keys_are_configured() -> None:
         # Like POST /v1/sessions, a key is never taken from the query string.
         assert client.post("/api/live/token", json={}, params={"token": "key-one"}).status_code == 401
         r = client.post("/api/live/token", json={"userId": "u"}, headers={"authorization": "Bearer key-two"})
-        assert r.status_code == 201 and r.json()["sessionId"] and r.json()["token"]
+        assert r.status_code == 200 and r.json()["sessionId"] and r.json()["token"]
 
 
-def test_legacy_token_is_open_when_no_api_key_is_configured() -> None:
-    with make_client() as client:
-        assert client.post("/api/live/token", json={}).status_code == 201
+def test_without_minting_the_legacy_token_route_says_so_rather_than_answer_a_token_of_another_kind() -> None:
+    with TestClient(create_app(load_telemetry(env={"VTG_SIGNING_KEY": "k" * 40}))) as client:
+        r = client.post("/api/live/token", json={})
+        assert r.status_code == 501 and r.headers["content-type"] == "application/problem+json"
+        assert "VTG_PROVIDER_TOKENS" in r.json()["detail"]
+        assert "token" not in r.json() and len(client.cookies) == 0
+        # Nothing was started for it.
+        assert "vtg_sessions_started_total 0.0" in client.get("/metrics").text
 
 
 def test_a_flood_of_legacy_token_requests_is_refused_with_retry_after() -> None:
     with make_client(VTG_SESSION_CREATE_RATE_PER_CLIENT="0.1") as client:  # a burst of one
-        assert client.post("/api/live/token", json={}).status_code == 201
-        flood = client.post("/api/live/token", json={})
+        assert client.post("/api/live/token", json={}, headers=AUTH).status_code == 200
+        flood = client.post("/api/live/token", json={}, headers=AUTH)
         assert flood.status_code == 429 and int(flood.headers["retry-after"]) >= 1
         # The same per-client budget as POST /v1/sessions: one route cannot be used to get around the other.
-        assert client.post("/v1/sessions", json={}).status_code == 429
+        assert client.post("/v1/sessions", json={}, headers=AUTH).status_code == 429
 
 
 # -- event limits ----------------------------------------------------------------------------------------
@@ -100,6 +124,7 @@ def test_a_flood_of_legacy_events_is_refused_with_retry_after() -> None:
         body = {"sessionId": legacy.sid, "type": "turn_start", "timestamp": legacy.base + 1,
                 "data": {"turnNumber": 2, "userTranscript": "again"}}
         # The token is checked first: an unauthenticated flood is refused as such and spends nothing.
+        client.cookies.clear()  # the token route set the session's ingest cookie
         assert client.post("/api/live/trace/event", json=body).status_code == 401
         flood = client.post("/api/live/trace/event", json=body, params={"token": legacy.token})
         assert flood.status_code == 429 and int(flood.headers["retry-after"]) >= 1
@@ -311,6 +336,6 @@ def test_a_legacy_event_that_cannot_be_mapped_is_refused_whole_naming_the_legacy
 
 
 def test_legacy_token_errors_name_the_legacy_fields(client: TestClient) -> None:
-    r = client.post("/api/live/token", json={"sessionId": "bad id/with slash", "userId": "x" * 300})
+    r = client.post("/api/live/token", json={"sessionId": "bad id/with slash", "userId": "x" * 300}, headers=AUTH)
     assert r.status_code == 422
     assert sorted(e["path"] for e in r.json()["errors"]) == ["sessionId", "userId"]

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from fake_providers import serve_fake_providers
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -125,11 +126,28 @@ def client() -> Iterator[TestClient]:
         yield c
 
 
-def test_the_legacy_routes_and_the_viewer_answer_as_documented(client: TestClient) -> None:
+@pytest.fixture
+def minting(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The SDKs pointed at the stand-in providers; the settings that mint Gemini tokens for an API key holder."""
+    with serve_fake_providers() as fake:
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        yield {"VTG_PROVIDER_TOKENS": "gemini", "VTG_API_KEYS": "backend-key"}
+        assert fake.mismatches == []
+
+
+def test_the_legacy_routes_and_the_viewer_answer_as_documented(minting: dict[str, str]) -> None:
+    with TestClient(make_app(VTG_CAPTURE_CONTENT="all", **minting), client=LOOPBACK,
+                    headers={"authorization": "Bearer backend-key"}) as client:
+        check_legacy_routes_and_viewer(client)
+
+
+def check_legacy_routes_and_viewer(client: TestClient) -> None:
     created = answered_as_documented(client.post("/api/live/token", json={"userId": "u1", "model": "m"}),
                                      "/api/live/token").json()
-    assert created["sessionId"] == created["session_id"]
-    sid, token = created["sessionId"], created["token"]
+    assert created["token"].startswith("auth_tokens/") and created["provider"] == "gemini"
+    sid, token = created["sessionId"], created["ingestToken"]
+    del client.headers["authorization"]  # the API key is for the token route; the trace routes take the ingest token
     now = time.time() * 1000 - 1000
     bodies = [
         {"type": "turn_start", "timestamp": now, "data": {"turnNumber": 1, "userTranscript": "hi"}},
@@ -152,22 +170,25 @@ def test_the_legacy_routes_and_the_viewer_answer_as_documented(client: TestClien
     sessions = answered_as_documented(client.get("/ui/api/sessions"), "/ui/api/sessions", "GET").json()
     assert [s["session_id"] for s in sessions["active"]] == [sid]
     trace_path = "/ui/api/traces/{trace_id}"
-    open_trace = answered_as_documented(client.get(f"/ui/api/traces/{created['trace_id']}"), trace_path, "GET")
+    open_trace = answered_as_documented(client.get(f"/ui/api/traces/{created['traceId']}"), trace_path, "GET")
     assert any(s["end_time_unix_nano"] is None for s in open_trace.json()["spans"])
 
     end = "/api/live/trace/end"
     ended = answered_as_documented(client.post(end, json={"sessionId": sid, "token": token}), end).json()
-    assert ended["traceId"] == created["trace_id"] and ended["summary"]["totalToolCalls"] == 1
+    assert ended["traceId"] == created["traceId"] and ended["summary"]["totalToolCalls"] == 1
     assert answered_as_documented(client.post(end, json={"sessionId": sid, "token": token}), end).json() == ended
 
     # And once it has ended: a recent session, and a finished trace.
     sessions = answered_as_documented(client.get("/ui/api/sessions"), "/ui/api/sessions", "GET").json()
     assert not sessions["active"] and [s["session_id"] for s in sessions["recent"]] == [sid]
-    finished = answered_as_documented(client.get(f"/ui/api/traces/{created['trace_id']}"), trace_path, "GET")
+    finished = answered_as_documented(client.get(f"/ui/api/traces/{created['traceId']}"), trace_path, "GET")
     assert all(s["end_time_unix_nano"] is not None for s in finished.json()["spans"])
 
     # Refusals, each one a documented problem.
-    other = client.post("/api/live/token", json={}).json()
+    key = {"authorization": "Bearer backend-key"}
+    other = client.post("/api/live/token", json={}, headers=key).json()
+    other["token"] = other["ingestToken"]
+    client.cookies.clear()  # the token route set each session's ingest cookie: these requests carry none
     for body, params, status in [
         ({"sessionId": sid, **bodies[0]}, {}, 401),  # no token
         ({"sessionId": sid, "token": other["token"], **bodies[0]}, {}, 403),  # another session's token
@@ -184,9 +205,9 @@ def test_the_legacy_routes_and_the_viewer_answer_as_documented(client: TestClien
     assert answered_as_documented(client.post(end, json={"sessionId": sid}), end).status_code == 401
     r = client.post(end, json={"sessionId": sid, "pad": "x" * 70_000, "token": token})
     assert answered_as_documented(r, end).status_code == 413
-    r = client.post("/api/live/token", json={"sessionId": other["sessionId"]})
+    r = client.post("/api/live/token", json={"sessionId": other["sessionId"]}, headers=key)
     assert answered_as_documented(r, "/api/live/token").status_code == 409
-    r = client.post("/api/live/token", json={"sessionId": "no spaces allowed"})
+    r = client.post("/api/live/token", json={"sessionId": "no spaces allowed"}, headers=key)
     assert answered_as_documented(r, "/api/live/token").status_code == 422
     assert answered_as_documented(client.get("/ui/api/traces/" + "0" * 32), trace_path, "GET").status_code == 404
 
@@ -206,17 +227,19 @@ def test_the_viewer_refuses_as_documented() -> None:
 
 
 @pytest.mark.parametrize("path", ["/v1/sessions", "/api/live/token"])
-def test_session_creation_refuses_as_documented(path: str) -> None:
-    keyed = TestClient(make_app(VTG_API_KEYS="backend-key"))
+def test_session_creation_refuses_as_documented(path: str, minting: dict[str, str]) -> None:
+    created = 201 if path == "/v1/sessions" else 200
+    key = {"authorization": "Bearer backend-key"}
+    keyed = TestClient(make_app(**minting))
     assert answered_as_documented(keyed.post(path, json={}), path).status_code == 401
-    r = keyed.post(path, json={}, headers={"authorization": "Bearer backend-key"})
-    assert answered_as_documented(r, path).status_code == 201
-    full = TestClient(make_app(VTG_MAX_OPEN_SESSIONS="1"))
-    assert answered_as_documented(full.post(path), path).status_code == 201
-    assert answered_as_documented(full.post(path), path).status_code == 503
-    slow = TestClient(make_app(VTG_SESSION_CREATE_RATE_PER_CLIENT="0.01"))
-    assert answered_as_documented(slow.post(path), path).status_code == 201
-    assert answered_as_documented(slow.post(path), path).status_code == 429
+    r = keyed.post(path, json={}, headers=key)
+    assert answered_as_documented(r, path).status_code == created
+    full = TestClient(make_app(VTG_MAX_OPEN_SESSIONS="1", **minting))
+    assert answered_as_documented(full.post(path, headers=key), path).status_code == created
+    assert answered_as_documented(full.post(path, headers=key), path).status_code == 503
+    slow = TestClient(make_app(VTG_SESSION_CREATE_RATE_PER_CLIENT="0.01", **minting))
+    assert answered_as_documented(slow.post(path, headers=key), path).status_code == created
+    assert answered_as_documented(slow.post(path, headers=key), path).status_code == 429
 
 
 def test_readiness_answers_as_documented() -> None:
