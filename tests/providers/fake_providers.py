@@ -42,11 +42,17 @@ class Recorded:
 @dataclass
 class FakeProviders:
     requests: list[Recorded] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)  # the successful answers, in order
     mismatches: list[str] = field(default_factory=list)
     fail_with: int | None = None
     hang: bool = False
     released: threading.Event = field(default_factory=threading.Event)
     port: int = 0
+
+    @property
+    def last_token(self) -> str:
+        answer = self.answers[-1]
+        return str(answer.get("name") or answer.get("value"))
 
     @property
     def url(self) -> str:
@@ -117,6 +123,8 @@ def _handler(state: FakeProviders) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _answer(self, status: int, payload: Any) -> None:
+            if status == 200:
+                state.answers.append(payload)
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
