@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -97,6 +98,9 @@ def create_app(
             # (gateway/__main__.py), while the listener still took probes. Under plain `uvicorn
             # gateway.app:create_app --factory` there is no drain period: uvicorn has closed its sockets by now.
             app.state.draining = True
+            # One deadline for the whole shutdown: set when the exit began under `serve` (the wait for in-flight
+            # requests came out of it), else from now.
+            deadline = getattr(app.state, "shutdown_deadline", None) or time.monotonic() + settings.shutdown_grace_s
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -107,7 +111,7 @@ def create_app(
                 ended = await service.end_all(sc.END_GATEWAY_SHUTDOWN)
                 log.info("shutdown: ended %d open sessions; flushing exporters", ended)
             # Flushing blocks on network I/O; keep it off the event loop.
-            await asyncio.to_thread(_flush_and_close, telemetry, int(settings.shutdown_grace_s * 1000))
+            await asyncio.to_thread(_flush_and_close, telemetry, deadline)
             await service.store.close()
 
     async def request_error(request: Request, exc: Exception) -> Response:
@@ -152,15 +156,29 @@ def create_app(
     app.state.recent = recent
     app.state.ready = False
     app.state.draining = False
+    app.state.shutdown_deadline = None
     return app
 
 
-def _flush_and_close(telemetry: Telemetry, timeout_ms: int) -> None:
+def _flush_and_close(telemetry: Telemetry, deadline: float) -> None:
+    """Flush every exporter at once, all by ``deadline`` (time.monotonic), then the metrics. What an exporter
+    could not deliver by then is spooled (spool on) or counted in ``vtg_spans_dropped`` and logged."""
+
+    def left_ms() -> int:
+        return max(0, int((deadline - time.monotonic()) * 1000))
+
+    queues = [info.processor for info in telemetry.exporters if isinstance(info.processor, RetryingBatchProcessor)]
     try:
-        telemetry.provider.force_flush(timeout_ms)
+        for queue in queues:
+            queue.stop_by(deadline)
+        # In parallel: one backend that is down must not use up another's share of the deadline.
+        threads = [threading.Thread(target=q.shutdown, args=(left_ms(),), name=f"shutdown-{q.name}") for q in queues]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     finally:
-        telemetry.provider.shutdown()
+        telemetry.provider.shutdown()  # the other processors; ours are done and return at once
         if telemetry.meter_provider is not None:
             # Its shutdown collects and exports once more, so the sessions just ended are counted.
-            telemetry.meter_provider.shutdown(timeout_millis=timeout_ms)
-
+            telemetry.meter_provider.shutdown(timeout_millis=left_ms())
