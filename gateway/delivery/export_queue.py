@@ -107,6 +107,15 @@ class RetryingBatchProcessor(SpanProcessor):
     def queue_depth(self) -> int:
         return len(self._queue) + len(self._in_flight)
 
+    @property
+    def spool(self) -> Spool | None:
+        return self._spool
+
+    @property
+    def export_lock(self) -> threading.Lock:
+        """Held around each export call: the outbox drain shares the exporter with this queue's spool replay."""
+        return self._export_lock
+
     def spooled_batches(self) -> int:
         return len(self._spool) if self._spool is not None else 0
 
