@@ -33,7 +33,7 @@ class _RedactTokens(logging.Filter):
         return True
 
 
-def _draining_server(config: uvicorn.Config, app: Starlette, drain_s: float) -> uvicorn.Server:
+def _draining_server(config: uvicorn.Config, app: Starlette, drain_s: float, grace_s: float) -> uvicorn.Server:
     """uvicorn's server with a drain period between the stop signal and its shutdown.
 
     uvicorn closes its listening sockets before the lifespan shutdown runs, so a probe never sees a flag set
@@ -41,6 +41,9 @@ def _draining_server(config: uvicorn.Config, app: Starlette, drain_s: float) -> 
     gateway keeps serving; after ``drain_s`` uvicorn's own exit runs as if the signal had come just then
     (sockets closed, in-flight requests finished, lifespan shutdown, the signal re-raised). A second signal
     during the drain ends it at once. SIGINT, ``drain_s`` 0, or a signal before startup completed: uvicorn as is.
+
+    When the exit begins, one deadline ``grace_s`` ahead is set on the app: the wait for in-flight requests, the
+    exporters' flush and the last metrics export all end by it (gateway/app.py).
     """
     import uvicorn
 
@@ -50,12 +53,17 @@ def _draining_server(config: uvicorn.Config, app: Starlette, drain_s: float) -> 
             self.drain_signal: int | None = None
             self.drain_until: float | None = None
 
+        def _exit(self, sig: int, frame: FrameType | None) -> None:
+            if getattr(app.state, "shutdown_deadline", None) is None:
+                app.state.shutdown_deadline = time.monotonic() + grace_s
+            super().handle_exit(sig, frame)
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # A signal handler: set flags only; the log line waits for the next tick.
             # Ctrl-C is a person at a terminal who wants it stopped; orchestrators send SIGTERM.
             if (drain_s <= 0 or sig == signal.SIGINT or not self.started or self.should_exit
                     or self.drain_signal is not None):
-                super().handle_exit(sig, frame)
+                self._exit(sig, frame)
                 return
             self.drain_signal = sig
             app.state.draining = True
@@ -69,7 +77,7 @@ def _draining_server(config: uvicorn.Config, app: Starlette, drain_s: float) -> 
                              "signal again to stop now", signal.Signals(self.drain_signal).name, drain_s)
                 elif now >= self.drain_until:
                     log.info("drain period over; shutting down")
-                    super().handle_exit(self.drain_signal, None)
+                    self._exit(self.drain_signal, None)
             return await super().on_tick(counter)
 
     return DrainingServer()
@@ -91,7 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=False, server_header=False,
     )
     # Building the server configures uvicorn's loggers, so the filter goes on after it.
-    server = _draining_server(config, app, telemetry.settings.drain_s)
+    server = _draining_server(config, app, telemetry.settings.drain_s, telemetry.settings.shutdown_grace_s)
     logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
     server.run()
     return 0

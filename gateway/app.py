@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,7 +24,11 @@ from gateway.analytics.voice_metrics import VoiceMetrics
 from gateway.api import compat, routes, ui
 from gateway.api.cors import cors_middleware
 from gateway.api.http import JSONResponse
+from gateway.delivery.drain import OutboxDrain
 from gateway.delivery.export_queue import RetryingBatchProcessor
+from gateway.delivery.outbox import OutboxSource
+from gateway.delivery.outbox_redis import RedisOutbox
+from gateway.delivery.outbox_sqlite import SqliteOutbox
 from gateway.delivery.recent import RecentTraces
 from gateway.errors import RequestError
 from gateway.limits import IngestGuard
@@ -32,6 +37,8 @@ from gateway.otel_config import Telemetry, load_telemetry
 from gateway.providers.forward_auth import ForwardAuth
 from gateway.providers.minting import TokenMinter
 from gateway.service import SessionService
+from gateway.sessions.redis_store import RedisStore
+from gateway.sessions.sqlite_store import SqliteStore
 from gateway.sessions.store import SessionStore, open_store
 from gateway.spans import SpanEmitter
 
@@ -68,14 +75,18 @@ def create_app(
         if isinstance(info.processor, RetryingBatchProcessor):
             metrics.queue_depth.labels(info.name).set_function(info.processor.queue_depth)
             metrics.spooled_batches.labels(info.name).set_function(info.processor.spooled_batches)
-    # The exporters' processors stay registered on the provider too, which flushes and shuts them down.
-    processors = [info.processor for info in telemetry.exporters] + [recent]
+    store = store or open_store(settings.session_store, settings.outbox_max_entries, settings.outbox_max_bytes)
+    drain = outbox_drain(store, telemetry, metrics)
+    # The exporters' processors stay registered on the provider too, which flushes and shuts them down. With an
+    # outbox they get their spans from it (the drain), not from the request.
+    processors = [] if drain is not None else [info.processor for info in telemetry.exporters]
+    processors.append(recent)
     sampler = ALWAYS_OFF if telemetry.disabled else telemetry.provider.sampler
     # The SDK keeps a provider's resolved limits private; they are the ones its own Tracers apply.
     emitter = SpanEmitter(sampler, telemetry.provider.resource, processors, telemetry.provider._span_limits)
     meters = telemetry.meter_provider
     voice = VoiceMetrics(meters.get_meter("voice-trace-gateway")) if meters is not None else None
-    service = SessionService(settings, store or open_store(settings.session_store), emitter, metrics,
+    service = SessionService(settings, store, emitter, metrics,
                              clock=clock or time.time_ns,
                              voice_metrics=voice)
 
@@ -87,6 +98,8 @@ def create_app(
         gc.freeze()
         gc.set_threshold(10_000, 20, 20)
         interval = min(settings.sweep_interval_s, max(settings.session_idle_timeout_s / 4, 0.05))
+        if drain is not None:
+            drain.start()
         sweeper = asyncio.create_task(sweep_forever(service, interval))
         app.state.ready, app.state.draining = True, False
         log.info("voice trace gateway ready: %s", telemetry.describe()["exporters"])
@@ -99,6 +112,9 @@ def create_app(
             # (gateway/__main__.py), while the listener still took probes. Under plain `uvicorn
             # gateway.app:create_app --factory` there is no drain period: uvicorn has closed its sockets by now.
             app.state.draining = True
+            # One deadline for the whole shutdown: set when the exit began under `serve` (the wait for in-flight
+            # requests came out of it), else from now.
+            deadline = getattr(app.state, "shutdown_deadline", None) or time.monotonic() + settings.shutdown_grace_s
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -109,7 +125,7 @@ def create_app(
                 ended = await service.end_all(sc.END_GATEWAY_SHUTDOWN)
                 log.info("shutdown: ended %d open sessions; flushing exporters", ended)
             # Flushing blocks on network I/O; keep it off the event loop.
-            await asyncio.to_thread(_flush_and_close, telemetry, int(settings.shutdown_grace_s * 1000))
+            await asyncio.to_thread(_flush_and_close, telemetry, deadline, drain)
             await service.store.close()
 
     async def request_error(request: Request, exc: Exception) -> Response:
@@ -150,15 +166,56 @@ def create_app(
     app.state.recent = recent
     app.state.ready = False
     app.state.draining = False
+    app.state.shutdown_deadline = None
     return app
 
 
-def _flush_and_close(telemetry: Telemetry, timeout_ms: int) -> None:
+def outbox_drain(store: SessionStore, telemetry: Telemetry, metrics: GatewayMetrics) -> OutboxDrain | None:
+    """The drain of a durable or shared store's outbox, which is then on; None for the memory store, or with
+    no exporter to deliver to."""
+    if not telemetry.exporters or telemetry.disabled:
+        return None
+    settings = telemetry.settings
+    source: OutboxSource
+    if isinstance(store, SqliteStore):
+        source = SqliteOutbox(store)
+    elif isinstance(store, RedisStore):
+        source = RedisOutbox(store, settings.outbox_claim_idle_s)
+    else:
+        return None
+    delays = [info.processor.delay_s for info in telemetry.exporters
+              if isinstance(info.processor, RetryingBatchProcessor)]
+    store.outbox = True
+    return OutboxDrain(source, telemetry.exporters, metrics, poll_s=min(delays, default=1.0),
+                       retry_max_elapsed_s=settings.export_retry_max_elapsed_s,
+                       retry_max_s=settings.export_retry_max_backoff_s)
+
+
+def _flush_and_close(telemetry: Telemetry, deadline: float, drain: OutboxDrain | None = None) -> None:
+    """Flush every exporter at once, all by ``deadline`` (time.monotonic), then the metrics. What an exporter
+    could not deliver by then is spooled (spool on) or counted in ``vtg_spans_dropped`` and logged; with an
+    outbox it stays there, unacknowledged, for the next start or another replica."""
+
+    def left_ms() -> int:
+        return max(0, int((deadline - time.monotonic()) * 1000))
+
+    queues = [info.processor for info in telemetry.exporters if isinstance(info.processor, RetryingBatchProcessor)]
+    if drain is not None:
+        drain.stopping.set()  # no new batches; shutting the exporters down below ends the one in flight
     try:
-        telemetry.provider.force_flush(timeout_ms)
+        for queue in queues:
+            queue.stop_by(deadline)
+        # In parallel: one backend that is down must not use up another's share of the deadline.
+        threads = [threading.Thread(target=q.shutdown, args=(left_ms(),), name=f"shutdown-{q.name}") for q in queues]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if drain is not None:
+            drain.stop(deadline)
+            drain.close()
     finally:
-        telemetry.provider.shutdown()
+        telemetry.provider.shutdown()  # the other processors; ours are done and return at once
         if telemetry.meter_provider is not None:
             # Its shutdown collects and exports once more, so the sessions just ended are counted.
-            telemetry.meter_provider.shutdown(timeout_millis=timeout_ms)
-
+            telemetry.meter_provider.shutdown(timeout_millis=left_ms())

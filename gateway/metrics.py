@@ -74,3 +74,9 @@ class GatewayMetrics:
         )
         self.queue_depth = Gauge("vtg_export_queue_depth", "Spans waiting in an exporter's queue", ["exporter"],
                                  registry=r)
+        self.outbox_entries = Gauge("vtg_outbox_entries", "Entries (one per mutation that finished spans) in the "
+                                    "durable or shared store's outbox, not yet acknowledged by every exporter",
+                                    registry=r)
+        self.outbox_bytes = Gauge("vtg_outbox_bytes", "Bytes of encoded spans held in the outbox", registry=r)
+        self.outbox_oldest_age = Gauge("vtg_outbox_oldest_age_seconds", "Age of the outbox's oldest entry (0: empty)",
+                                       registry=r)

@@ -42,7 +42,8 @@ class TokenSigner:
         self._key = key
         self._keys = {key_id(k): k for k in (*previous_keys, key)}
         self._ttl_s = ttl_s
-        # A browser presents the same token on every request: verifying its signature once is enough.
+        # A browser presents the same token on every request: verifying it once is enough. The whole token is
+        # the key: a token whose header or payload was altered is another string and is verified (and refused).
         # Only tokens that verified are remembered (session id and expiry), so a forged one never is.
         self._verified: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._cache_size = cache_size
@@ -54,11 +55,11 @@ class TokenSigner:
         token = jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers={"kid": self._kid})
         # Known good from birth: the session's first request skips the signature check, and the cache shares the
         # caller's session id string instead of holding a decoded copy.
-        self._remember(token.rpartition(".")[2], session_id, float(expires))
+        self._remember(token, session_id, float(expires))
         return IssuedToken(token, float(expires))
 
-    def _remember(self, signature: str, session_id: str, expires: float) -> None:
-        self._verified[signature] = (session_id, expires)
+    def _remember(self, token: str, session_id: str, expires: float) -> None:
+        self._verified[token] = (session_id, expires)
         while len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
 
@@ -66,10 +67,7 @@ class TokenSigner:
         """Raise Unauthorized for a missing or invalid token, Forbidden for another session's token."""
         if not token:
             raise Unauthorized("an ingest token is required: 'Authorization: Bearer <token>' or '?token='")
-        # Keyed by the signature alone, a third of the token: the cached claims are the ones that verified, so a
-        # token that reuses a known signature over another payload still only reaches the session it was issued for.
-        signature = token.rpartition(".")[2]
-        known = self._verified.get(signature)
+        known = self._verified.get(token)
         if known is not None and known[1] > time.time():
             if known[0] != session_id:
                 raise Forbidden("the ingest token belongs to another session")
@@ -86,7 +84,7 @@ class TokenSigner:
             raise Unauthorized(f"the ingest token is invalid: {exc}") from None
         sid = claims.get("sid")
         if isinstance(sid, str):
-            self._remember(signature, sid, float(claims["exp"]))
+            self._remember(token, sid, float(claims["exp"]))
         if sid != session_id:
             raise Forbidden("the ingest token belongs to another session")
 

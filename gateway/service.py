@@ -25,11 +25,13 @@ from gateway import events as ev
 from gateway import semconv as sc
 from gateway.analytics.pricing import Pricer
 from gateway.analytics.voice_metrics import VoiceMetrics, session_labels
+from gateway.delivery.outbox import SpanEncoder
 from gateway.errors import Conflict, FieldError, NotFound, Overloaded, RequestError, ValidationFailed
 from gateway.metrics import GatewayMetrics
 from gateway.redact import Redactor
 from gateway.security import ApiKeys, TokenSigner
 from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
+from gateway.sessions.outbox import OutboxEntry
 from gateway.sessions.state import FinishedSpan, SessionState, TraceRef, new_span_id, new_trace_id
 from gateway.sessions.store import SessionStore
 from gateway.sessions.summary import summarize
@@ -101,6 +103,7 @@ class SessionService:
         self.settings = settings
         self.store = store
         self.emitter = emitter
+        self.outbox = SpanEncoder(emitter)
         self.metrics = metrics
         self.clock = clock
         self.signer = TokenSigner(settings.signing_key, settings.effective_token_ttl_s, settings.previous_signing_keys)
@@ -232,7 +235,7 @@ class SessionService:
             self._apply(state, events, sent_at_ms, now, result, out)
             return self._hold_or_emit(state, out)
 
-        emission = await self.store.mutate(session_id, apply)
+        emission = await self.store.mutate(session_id, apply, self._outbox_entry)
         if emission is None:
             raise NotFound(f"no session {session_id!r}")
         self._emit(emission)
@@ -254,6 +257,10 @@ class SessionService:
             self.metrics.sessions_kept_for_error.inc()
             return Emission(replace(trace, sampled=True), labels, list(spans), held)
         return Emission(trace, labels, list(spans), [])
+
+    def _outbox_entry(self, emission: Emission) -> OutboxEntry | None:
+        """The spans a mutation finished, encoded for a store's outbox (committed with the state)."""
+        return self.outbox.entry(emission.trace, emission.export)
 
     def _count(self, result: IngestResult) -> None:
         if result.duplicates:
@@ -306,7 +313,7 @@ class SessionService:
             assert state.summary is not None
             return self._hold_or_emit(state, out, ended=True), state.summary
 
-        found = await self.store.mutate(session_id, apply)
+        found = await self.store.mutate(session_id, apply, lambda done: self._outbox_entry(done[0]))
         if found is None:
             raise NotFound(f"no session {session_id!r}")
         emission, summary = found

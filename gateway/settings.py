@@ -80,6 +80,12 @@ class GatewaySettings:
     # Seconds between SIGTERM and closing the listener, /readyz answering 503 so load balancers stop routing
     # here while requests are still served (only under `serve`); 0: no drain.
     drain_s: float = 5.0
+    # The outbox of the sqlite and redis stores (spans committed with the state): its bounds, past which events
+    # get 503 with Retry-After, and (redis) how long a replica's unacknowledged entries wait before another
+    # replica takes them over as abandoned.
+    outbox_max_entries: int = 100_000
+    outbox_max_bytes: int = 256 * 1024 * 1024
+    outbox_claim_idle_s: float = 30.0
     shutdown_grace_s: float = 10.0
     max_body_bytes: int = 64 * 1024  # the sendBeacon limit
     # How long a failed export batch is retried before it is dropped (and counted).

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from typing import Any
 
 import httpx
 from conftest import GatewayProcess
+from otlp_sink import free_port
+from test_fanout import play_session
 from test_integration import start_session
 
 # No collector: these tests look at the process, not at what it exports.
@@ -68,3 +71,27 @@ def test_ctrl_c_skips_the_drain(gateway_factory: Any) -> None:
     gw.proc.send_signal(signal.SIGINT)
     assert gw.proc.wait(20) in (0, -signal.SIGINT)
     assert "draining for" not in gw.log()
+
+
+def test_sigterm_with_the_backend_down_exits_by_one_deadline_and_counts_what_did_not_go_out(
+    gateway_factory: Any,
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    gw = gateway_factory({
+        "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": down,
+        "OTEL_BSP_SCHEDULE_DELAY": "100", "VTG_SHUTDOWN_GRACE_S": "3",
+    })
+    with gw.client() as client:
+        for _ in range(3):
+            play_session(client)
+        emitted = sum(float(v) for v in re.findall(r"^vtg_spans_emitted_total (\S+)$", client.get("/metrics").text,
+                                                    re.M))
+    assert emitted == 36
+    started = time.monotonic()
+    gw.proc.send_signal(signal.SIGTERM)
+    assert gw.proc.wait(60) in EXITED
+    # 3 s of grace; the margin covers a loaded machine, not another wait in series (it took 32 s before).
+    assert time.monotonic() - started < 30, gw.log()
+    log = gw.log()
+    undelivered = sum(int(n) for n in re.findall(r"exporter otlp_http: (\d+) spans could not be delivered", log))
+    assert undelivered == emitted, log

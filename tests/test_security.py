@@ -36,16 +36,19 @@ def test_token_is_scoped_to_its_session_and_expires() -> None:
         signer.verify(forged, "a")
 
 
-def test_a_known_signature_over_another_payload_reaches_no_other_session() -> None:
+def test_a_genuine_signature_over_an_altered_header_or_payload_is_refused() -> None:
     signer = TokenSigner("k" * 32, 60)
-    header, _, signature = signer.issue("a").token.split(".")
+    token = signer.issue("a").token
+    signer.verify(token, "a")  # known good, now cached
+    header, payload, signature = token.split(".")
     other = jwt.encode({"sid": "b", "aud": "voice-trace-gateway/ingest", "exp": time.time() + 60}, "x" * 32,
                        algorithm="HS256").split(".")[1]
-    spliced = f"{header}.{other}.{signature}"
-    with pytest.raises(Forbidden):
-        signer.verify(spliced, "b")
-    with pytest.raises(Unauthorized, match="invalid"):
-        TokenSigner("k" * 32, 60).verify(spliced, "b")  # a replica that did not issue it checks the signature
+    altered_header = jwt.encode({"sid": "a"}, "x" * 32, algorithm="HS256", headers={"kid": "other"}).split(".")[0]
+    for forged in (f"{header}.{other}.{signature}", f"{altered_header}.{payload}.{signature}"):
+        for session in ("a", "b"):
+            with pytest.raises(Unauthorized):
+                signer.verify(forged, session)
+    signer.verify(token, "a")  # the genuine token still works
 
 
 def test_api_keys_accept_any_configured_key_and_nothing_else() -> None:

@@ -11,6 +11,7 @@ from test_routes import ENV, auth, start
 from gateway.app import create_app
 from gateway.otel_config import load_telemetry
 from gateway.sessions.codec import decode, encode
+from gateway.sessions.outbox import OutboxOf
 from gateway.sessions.state import SessionState
 from gateway.sessions.store import MemoryStore
 
@@ -20,11 +21,12 @@ T = TypeVar("T")
 class LosesFirstRace(MemoryStore):
     """Every mutation first runs on a copy that is thrown away (another replica won), then for real."""
 
-    async def mutate(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
+    async def mutate(self, session_id: str, fn: Callable[[SessionState], T],
+                     outbox: OutboxOf[T] | None = None) -> T | None:
         state = await self.get(session_id)
         if state is not None:
             fn(decode(encode(state)))
-        return await super().mutate(session_id, fn)
+        return await super().mutate(session_id, fn, outbox)
 
 
 def accepted_total(client: TestClient) -> float:

@@ -79,6 +79,11 @@ class RetryingBatchProcessor(SpanProcessor):
         self._flush_requested = 0
         self._flushed = 0
         self._shutdown = False
+        self._closed = False
+        # The one deadline of the whole gateway shutdown (``stop_by``), on this processor's clock.
+        self._stop_by: float | None = None
+        # A batch whose retries a shutdown cut short: counted or spooled by ``shutdown``, never silently lost.
+        self._unsent: list[ReadableSpan] = []
         self._export_lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name=f"export-{name}", daemon=True)
         self._worker.start()
@@ -102,6 +107,15 @@ class RetryingBatchProcessor(SpanProcessor):
     def queue_depth(self) -> int:
         return len(self._queue) + len(self._in_flight)
 
+    @property
+    def spool(self) -> Spool | None:
+        return self._spool
+
+    @property
+    def export_lock(self) -> threading.Lock:
+        """Held around each export call: the outbox drain shares the exporter with this queue's spool replay."""
+        return self._export_lock
+
     def spooled_batches(self) -> int:
         return len(self._spool) if self._spool is not None else 0
 
@@ -110,6 +124,8 @@ class RetryingBatchProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export what is queued now; False if the backend did not take it all in time."""
         deadline = self._clock() + timeout_millis / 1000
+        if self._stop_by is not None:
+            deadline = min(deadline, self._stop_by)
         with self._cond:
             self._flush_requested += 1
             ticket = self._flush_requested
@@ -121,27 +137,48 @@ class RetryingBatchProcessor(SpanProcessor):
                 self._cond.wait(min(left, 0.1))
         return self.queue_depth() == 0 and not self._spooled()
 
+    def stop_by(self, deadline: float) -> None:
+        """Bound every later flush and shutdown wait by ``deadline`` (this processor's clock): the gateway's
+        shutdown has one deadline that all its waits share."""
+        self._stop_by = deadline
+
     def shutdown(self, timeout_millis: int = 10000) -> None:
-        flushed = self.force_flush(timeout_millis)
+        """Flush until the deadline, then stop; every span the backend did not take by then is written to the
+        spool, or counted as dropped (``vtg_spans_dropped``) and logged. A second call does nothing."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+        deadline = self._clock() + timeout_millis / 1000
+        if self._stop_by is not None:
+            deadline = min(deadline, self._stop_by)
+        flushed = self.force_flush(max(0, int((deadline - self._clock()) * 1000)))
         with self._cond:
             self._shutdown = True
             left = list(self._queue)
             self._queue.clear()
             self._cond.notify_all()
-        self._worker.join(timeout=5)
-        if not flushed and left:
-            # With a spool, what the backend could not take waits on disk for the next start.
-            kept = 0
-            for start in range(0, len(left) if self._spool is not None else 0, self.max_batch):
-                chunk = left[start:start + self.max_batch]
-                if self._spool is not None and self._spool.put(chunk):
-                    kept += len(chunk)
-            if kept:
-                log.warning("exporter %s: %d spans spooled to disk at shutdown", self.name, kept)
-            if len(left) - kept:
-                log.warning("exporter %s: %d spans could not be delivered before shutdown", self.name, len(left) - kept)
-                self._metrics.spans_dropped.labels(self.name).inc(len(left) - kept)
+        # The exporter's shutdown cuts its own retries short, so a batch being sent returns now as failed.
         self.exporter.shutdown()
+        self._worker.join(timeout=max(1.0, deadline - self._clock()))
+        with self._cond:
+            left = [*self._unsent, *left]
+            self._unsent = []
+            if self._worker.is_alive():  # still inside an export call: the process ends before it can succeed
+                left = [*self._in_flight, *left]
+        if flushed and not left:
+            return
+        kept = 0
+        for start in range(0, len(left) if self._spool is not None else 0, self.max_batch):
+            chunk = left[start:start + self.max_batch]
+            if self._spool is not None and self._spool.put(chunk):
+                kept += len(chunk)
+        if kept:
+            log.warning("exporter %s: %d spans spooled to disk at shutdown", self.name, kept)
+        if len(left) - kept:
+            log.warning("exporter %s: %d spans could not be delivered before shutdown; counted as dropped",
+                        self.name, len(left) - kept)
+            self._metrics.spans_dropped.labels(self.name).inc(len(left) - kept)
 
     # -- worker -------------------------------------------------------------------------------------
 
@@ -260,6 +297,9 @@ class RetryingBatchProcessor(SpanProcessor):
             self._metrics.export_retries.labels(self.name).inc()
             log.warning("exporter %s: export failed; retry %d in %.1f s (%d spans waiting)",
                         self.name, attempt, backoff, self.queue_depth())
-            # A flush or shutdown cuts the wait short: it wants one more try now, not later.
+            # A flush or shutdown cuts the wait short: it wants one more try now, not later. A shutdown takes no
+            # more tries: the batch goes back to ``shutdown``, which spools or counts it.
             if self._wait(backoff):
+                with self._cond:
+                    self._unsent = batch
                 return

@@ -108,6 +108,8 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self._counter = itertools.count()
+        # The export queue's worker replays while the outbox drain (another thread) may add.
+        self._lock = threading.Lock()
         for stale in self.directory.glob("*.tmp"):  # a write cut short by a crash never became a batch
             stale.unlink(missing_ok=True)
         self._files = sorted(self.directory.glob("*.otlp"))
@@ -120,9 +122,14 @@ class Spool:
         return len(self._files)
 
     def put(self, spans: Sequence[ReadableSpan]) -> bool:
-        data = encode_batch(spans)
-        if self.bytes + len(data) > self.max_bytes:
-            return False
+        return self.put_encoded(encode_batch(spans))
+
+    def put_encoded(self, data: bytes) -> bool:
+        """Keep an OTLP request as it is; False (nothing written) past the bound."""
+        with self._lock:
+            if self.bytes + len(data) > self.max_bytes:
+                return False
+            self.bytes += len(data)
         # Names sort in write order: time first, then a counter for writes within one nanosecond.
         path = self.directory / f"{time.time_ns():020d}-{next(self._counter):06d}.otlp"
         tmp = path.with_suffix(".tmp")
@@ -131,8 +138,8 @@ class Spool:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        self._files.append(path)
-        self.bytes += len(data)
+        with self._lock:
+            self._files.append(path)
         return True
 
     def oldest(self) -> tuple[Path, list[ReadableSpan]] | None:
@@ -146,8 +153,9 @@ class Spool:
         return None
 
     def remove(self, path: Path) -> None:
-        if path in self._files:
-            self._files.remove(path)
+        with self._lock:
+            if path in self._files:
+                self._files.remove(path)
         try:
             self.bytes -= path.stat().st_size
             path.unlink()

@@ -6,6 +6,13 @@ between. In memory that is free (the event loop runs one handler at a time
 and ``mutate`` does not await inside); a shared store implements it with its
 own optimistic or locked transaction and may call the function more than once,
 so the function must only change the state it is given.
+
+The durable and shared stores also hold an outbox: ``mutate``'s ``outbox``
+function turns the mutation's result into the encoded spans it finished, and
+the store writes them in the same atomic step as the state, so a span of an
+accepted event is never only in a process's memory (gateway/delivery/drain.py
+delivers them). The memory store has none: its spans go straight to the
+in-memory export queues.
 """
 
 from __future__ import annotations
@@ -13,14 +20,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from gateway.sessions.outbox import OutboxOf
 from gateway.sessions.state import SessionState
 
 T = TypeVar("T")
 
-
 class SessionStore(Protocol):
     # A durable store keeps sessions across restarts (or for other replicas): shutdown leaves them open.
     durable: bool
+    # Whether mutations commit their spans to this store's outbox (set when a drain delivers from it).
+    outbox: bool
 
     async def create(self, state: SessionState) -> bool:
         """Store a new session; False if the id is taken."""
@@ -28,8 +37,11 @@ class SessionStore(Protocol):
 
     async def get(self, session_id: str) -> SessionState | None: ...
 
-    async def mutate(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
-        """Apply ``fn`` atomically to the session; None (fn not called) if there is no such session."""
+    async def mutate(self, session_id: str, fn: Callable[[SessionState], T],
+                     outbox: OutboxOf[T] | None = None) -> T | None:
+        """Apply ``fn`` atomically to the session; None (fn not called) if there is no such session. With
+        ``outbox`` (and the store's outbox on), the entry it makes of fn's result is committed with the state,
+        or ``OutboxFull`` is raised and nothing is."""
         ...
 
     async def remove(self, session_id: str) -> None: ...
@@ -49,6 +61,7 @@ class MemoryStore:
     """Process-local store: fastest, lost on restart, not shared between replicas."""
 
     durable = False
+    outbox = False
 
     def __init__(self) -> None:
         self._sessions: dict[str, SessionState] = {}
@@ -64,7 +77,8 @@ class MemoryStore:
     async def get(self, session_id: str) -> SessionState | None:
         return self._sessions.get(session_id)
 
-    async def mutate(self, session_id: str, fn: Callable[[SessionState], T]) -> T | None:
+    async def mutate(self, session_id: str, fn: Callable[[SessionState], T],
+                     outbox: OutboxOf[T] | None = None) -> T | None:
         state = self._sessions.get(session_id)
         if state is None:
             return None
@@ -99,7 +113,7 @@ class MemoryStore:
         self._active = 0
 
 
-def open_store(url: str) -> SessionStore:
+def open_store(url: str, outbox_max_entries: int = 100_000, outbox_max_bytes: int = 256 * 1024 * 1024) -> SessionStore:
     """``memory``, ``sqlite:///path/to/file.db`` or ``redis://host:port/db``."""
     from gateway.errors import ConfigError
 
@@ -111,9 +125,9 @@ def open_store(url: str) -> SessionStore:
         path = url.removeprefix("sqlite://")
         if not path:
             raise ConfigError("session_store", "sqlite needs a path: sqlite:///var/lib/vtg/sessions.db")
-        return SqliteStore(path)
+        return SqliteStore(path, outbox_max_entries, outbox_max_bytes)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from gateway.sessions.redis_store import RedisStore
 
-        return RedisStore(url)
+        return RedisStore(url, outbox_max_entries=outbox_max_entries, outbox_max_bytes=outbox_max_bytes)
     raise ConfigError("session_store", f"unknown store {url!r}: expected memory, sqlite:///path or redis://host/db")

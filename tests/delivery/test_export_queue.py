@@ -4,6 +4,7 @@ import threading
 import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -12,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gateway.delivery.export import InstrumentedExporter, with_fast_encoding
 from gateway.delivery.export_queue import RetryingBatchProcessor
+from gateway.delivery.spool import Spool
 from gateway.metrics import GatewayMetrics
 
 
@@ -105,6 +107,37 @@ def test_retries_stop_after_the_configured_time_and_count_the_drop() -> None:
     assert exporter.get_finished_spans() == ()
     assert counter(metrics, "vtg_spans_dropped") == 4
     p.shutdown()
+
+
+def test_a_batch_being_retried_at_shutdown_is_counted_with_the_queue() -> None:
+    metrics = GatewayMetrics()
+    exporter = FlakyExporter(failures=10**9)
+    p = processor(exporter, metrics, max_export_batch_size=5, retry_initial_s=60, retry_max_s=60)
+    for span in spans(12):
+        p.on_end(span)
+    deadline = time.monotonic() + 30
+    while exporter.calls == 0 and time.monotonic() < deadline:  # a batch is in its retry wait
+        time.sleep(0.01)
+    p.shutdown(timeout_millis=100)
+    assert exporter.get_finished_spans() == ()
+    assert counter(metrics, "vtg_spans_dropped") == 12
+
+
+def test_a_batch_being_retried_at_shutdown_goes_to_the_spool(tmp_path: Path) -> None:
+    metrics = GatewayMetrics()
+    exporter = FlakyExporter(failures=10**9)
+    spool = Spool(tmp_path, 10**8)
+    p = RetryingBatchProcessor(exporter, "x", metrics, max_export_batch_size=5,  # type: ignore[arg-type]
+                               schedule_delay_millis=10, retry_initial_s=60, retry_max_s=60, spool=spool)
+    for span in spans(12):
+        p.on_end(span)
+    p.shutdown(timeout_millis=100)
+    assert counter(metrics, "vtg_spans_dropped") == 0
+    kept = []
+    while (item := spool.oldest()) is not None:
+        kept.extend(item[1])
+        spool.remove(item[0])
+    assert sorted(s.name for s in kept) == sorted(f"s{i}" for i in range(12))
 
 
 def test_queue_bound_drops_and_counts_new_spans_while_the_backend_is_away() -> None:

@@ -1,0 +1,211 @@
+"""The outbox of the durable and shared stores: a span of an event that got a 202 reaches the collector,
+whatever process is killed when (SIGKILL to the process group, real collector, real SQLite file, real Redis)."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import GatewayProcess
+from otlp_sink import Collector, ReceivedSpan, Sink, free_port
+from test_fanout import PUBLIC, SECRET, langfuse_sink, metric  # noqa: F401  (a fixture)
+from test_stores import post_batches, redis_url  # noqa: F401  (the redis-server fixture)
+
+from gateway.simulate import three_turn_session
+
+WHOLE = {"voice_session": 1, "invoke_agent": 3, "realtime_inference": 3, "execute_tool": 1, "user_speech": 2,
+         "voice.connection": 2}
+
+
+def gauge(client: httpx.Client, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", client.get("/metrics").text, re.M)
+    assert match, name
+    return float(match.group(1))
+
+
+def outbox_env(collector: Collector, store_url: str, **extra: str) -> dict[str, str]:
+    return {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.http_endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRICS_EXPORTER": "none", "VTG_SESSION_STORE": store_url,
+            "VTG_SIGNING_KEY": "shared-key-for-every-replica-0123456789", **extra}
+
+
+def kill(gw: GatewayProcess) -> None:
+    """SIGKILL to the gateway's process group: nothing of it gets to run another instruction."""
+    os.killpg(gw.proc.pid, signal.SIGKILL)
+    gw.proc.wait(10)
+
+
+def start(factory: Any, env: dict[str, str]) -> GatewayProcess:
+    gw: GatewayProcess = factory(env)
+    return gw
+
+
+def end(client: httpx.Client, s: dict[str, Any]) -> None:
+    r = client.post(f"/v1/sessions/{s['session_id']}/end", json={"reason": "completed"},
+                    headers={"authorization": f"Bearer {s['token']}"})
+    assert r.status_code == 200, r.text
+
+
+def whole_trace(sink: Sink, trace_id: str, timeout: float = 60) -> list[ReceivedSpan]:
+    """Every span of a three-turn session, at least once; a span seen twice must be the very same span."""
+    def done(got: list[ReceivedSpan]) -> bool:
+        names = Counter(x.name.split(" ")[0] for x in {x.span_id: x for x in got if x.trace_id == trace_id}.values())
+        return dict(names) == WHOLE
+
+    spans = [x for x in sink.wait_for(done, timeout) if x.trace_id == trace_id]
+    by_id: dict[str, list[ReceivedSpan]] = defaultdict(list)
+    for span in spans:
+        by_id[span.span_id].append(span)
+    for copies in by_id.values():
+        assert all(c == copies[0] for c in copies), "a span delivered twice differs between its copies"
+    return spans
+
+
+@pytest.fixture
+def own_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gateways in their own process group, so the kill reaches the whole group and nothing else."""
+    original = GatewayProcess.__init__
+
+    def init(self: GatewayProcess, env: dict[str, str], workdir: Path, args: list[str] | None = None) -> None:
+        import subprocess
+
+        popen = subprocess.Popen
+
+        def in_group(*a: Any, **kw: Any) -> Any:
+            return popen(*a, **kw, start_new_session=True)
+
+        monkeypatch.setattr(subprocess, "Popen", in_group)
+        try:
+            original(self, env, workdir, args)
+        finally:
+            monkeypatch.setattr(subprocess, "Popen", popen)
+
+    monkeypatch.setattr(GatewayProcess, "__init__", init)
+
+
+def test_sqlite_killed_right_after_the_202_that_closed_turn_1_delivers_turn_1_after_the_restart(
+    collector: Collector, sink: Sink, gateway_factory: Any, tmp_path: Path, own_group: None
+) -> None:
+    env = outbox_env(collector, f"sqlite:///{tmp_path / 'sessions.db'}")
+    first = start(gateway_factory, env)
+    script = three_turn_session(time.time() * 1000 - 60_000, scale=0.01)
+    with first.client() as client:
+        s = client.post("/v1/sessions", json={"model": "gemini-live"}).json()
+        post_batches(client, s, script.batches[:2])  # the second batch's 202 closed turn 1
+    kill(first)  # at once: no time for any export
+    second = start(gateway_factory, env)
+    with second.client() as client:
+        post_batches(client, s, script.batches[2:])
+        end(client, s)
+    whole_trace(sink, s["trace_id"])
+
+
+def test_two_redis_replicas_one_killed_after_closing_turn_3_the_other_delivers_everything(
+    collector: Collector, sink: Sink, gateway_factory: Any, redis_url: str, own_group: None  # noqa: F811
+) -> None:
+    env = outbox_env(collector, redis_url, VTG_OUTBOX_CLAIM_IDLE_S="1")
+    replicas = [start(gateway_factory, env), start(gateway_factory, env)]
+    clients = [r.client() for r in replicas]
+    script = three_turn_session(time.time() * 1000 - 60_000, scale=0.01)
+    s = clients[0].post("/v1/sessions", json={"model": "gemini-live"}).json()
+    last = len(script.batches) - 1
+    for index, batch in enumerate(script.batches[:last]):  # alternating; replica 0 takes the one closing turn 3
+        post_batches(clients[(last - 1 - index) % 2], s, [batch])
+    kill(replicas[0])
+    post_batches(clients[1], s, script.batches[last:])
+    end(clients[1], s)
+    whole_trace(sink, s["trace_id"])
+    for c in clients:
+        c.close()
+
+
+def test_one_backend_down_holds_back_only_its_own_consumer_and_a_restart_delivers_what_it_held(
+    collector: Collector, sink: Sink, langfuse_sink: Sink, gateway_factory: Any, tmp_path: Path,  # noqa: F811
+    own_group: None,
+) -> None:
+    env = {**outbox_env(collector, f"sqlite:///{tmp_path / 'sessions.db'}"), "OTEL_TRACES_EXPORTER": "otlp,langfuse",
+           "LANGFUSE_PUBLIC_KEY": PUBLIC, "LANGFUSE_SECRET_KEY": SECRET,
+           "LANGFUSE_HOST": f"http://127.0.0.1:{free_port()}"}  # nothing listens: Langfuse is down
+    first = start(gateway_factory, env)
+    script = three_turn_session(time.time() * 1000 - 60_000, scale=0.01)
+    with first.client() as client:
+        s = client.post("/v1/sessions", json={"model": "gemini-live"}).json()
+        post_batches(client, s, script.batches)
+        end(client, s)
+        whole_trace(sink, s["trace_id"])  # the collector got everything while Langfuse was away
+        deadline = time.monotonic() + 30
+        while metric(client.get("/metrics").text, "vtg_export_retries_total", "langfuse") < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert gauge(client, "vtg_outbox_entries") > 0 and gauge(client, "vtg_outbox_bytes") > 0
+        assert gauge(client, "vtg_outbox_oldest_age_seconds") > 0
+    kill(first)
+    second = start(gateway_factory, {**env, "LANGFUSE_HOST": langfuse_sink.url})
+    whole_trace(langfuse_sink, s["trace_id"])
+    with second.client() as client:
+        deadline = time.monotonic() + 30
+        while gauge(client, "vtg_outbox_entries") != 0:
+            assert time.monotonic() < deadline, "the outbox was never emptied"
+            time.sleep(0.1)
+
+
+def test_a_full_outbox_answers_503_with_retry_after_and_keeps_what_it_holds(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    env = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+           "OTEL_METRICS_EXPORTER": "none", "VTG_SESSION_STORE": f"sqlite:///{tmp_path / 'sessions.db'}",
+           "VTG_OUTBOX_MAX_ENTRIES": "2"}
+    gw = gateway_factory(env)
+    script = three_turn_session(time.time() * 1000 - 60_000, scale=0.01)
+    with gw.client() as client:
+        s = client.post("/v1/sessions", json={"model": "gemini-live"}).json()
+        headers = {"authorization": f"Bearer {s['token']}"}
+        statuses = []
+        for sent_at, events in script.batches:
+            r = client.post(f"/v1/sessions/{s['session_id']}/events", json={"events": events, "sent_at": sent_at},
+                            headers=headers)
+            statuses.append(r.status_code)
+            if r.status_code == 503:
+                assert int(r.headers["retry-after"]) >= 1
+                assert r.headers["content-type"].startswith("application/problem+json")
+                break
+        assert statuses[-1] == 503 and set(statuses[:-1]) == {202}
+        assert 'vtg_events_rejected_total{reason="outbox_full"} 1.0' in client.get("/metrics").text
+        deadline = time.monotonic() + 30
+        while gauge(client, "vtg_outbox_entries") != 2:  # published by the drain's next trim
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+def test_kill_loop_on_sqlite_loses_no_span_of_an_accepted_event(
+    collector: Collector, sink: Sink, gateway_factory: Any, tmp_path: Path, own_group: None
+) -> None:
+    """A bounded loop: sessions cut by SIGKILL at random batches (right after a 202 included), each carried on
+    by the next process. The 200-kill run is bench/outbox_kills.py (results in bench/RESULTS.md)."""
+    env = outbox_env(collector, f"sqlite:///{tmp_path / 'sessions.db'}")
+    rng = random.Random(13)
+    sessions = []
+    gw = start(gateway_factory, env)
+    for _ in range(4):
+        script = three_turn_session(time.time() * 1000 - 60_000, rng=rng, scale=0.01)
+        client = gw.client()
+        s = client.post("/v1/sessions", json={"model": "gemini-live"}).json()
+        sessions.append(s)
+        cut = rng.randrange(1, len(script.batches))
+        post_batches(client, s, script.batches[:cut])
+        client.close()
+        kill(gw)
+        gw = start(gateway_factory, env)
+        with gw.client() as client:
+            post_batches(client, s, script.batches[cut:])
+            end(client, s)
+    for s in sessions:
+        whole_trace(sink, s["trace_id"])
