@@ -25,6 +25,7 @@ EVENT_RESUMED: Final = "voice.connection.resumed"
 EVENT_GENERATION_COMPLETE: Final = "voice.generation_complete"
 EVENT_FIRST_AUDIO: Final = "voice.first_audio"
 EVENT_FIRST_PLAYBACK: Final = "voice.first_playback"
+EVENT_PLAYBACK_END: Final = "voice.playback_end"
 
 # GenAI semantic conventions.
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"

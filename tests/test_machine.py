@@ -10,7 +10,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from gateway.analytics.pricing import Pricer
 from gateway.analytics.usage import normalize_usage
 from gateway.events import parse_event
-from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
+from gateway.sessions.clock import event_time_ns
+from gateway.sessions.machine import MachineOptions, SessionMachine
 from gateway.sessions.state import SessionState, TraceRef, new_span_id, new_trace_id
 from gateway.sessions.summary import summarize
 from gateway.simulate import gemini_usage
@@ -282,7 +283,7 @@ def test_event_time_applies_skew_never_goes_back_and_never_into_the_future() -> 
     state.skew_ns = 5_000_000_000
     event = parse_event({"type": "mark", "id": "1", "name": "m", "ts": (T0 - 4_000_000_000) / 1e6}, "")
     assert event_time_ns(state, event, T0 + 10_000_000_000) == T0 + 1_000_000_000
-    state.last_event_ns = T0 + 2_000_000_000
+    state.first_event_ns = state.last_event_ns = T0 + 2_000_000_000
     assert event_time_ns(state, event, T0 + 10_000_000_000) == T0 + 2_000_000_000
     future = parse_event({"type": "mark", "id": "2", "name": "m", "ts": (T0 + 60e9) / 1e6}, "")
     assert event_time_ns(state, future, T0 + 3_000_000_000) == T0 + 3_000_000_000
