@@ -34,7 +34,7 @@ from gateway.sessions.machine import MachineOptions, SessionMachine
 from gateway.sessions.state import FinishedSpan, SessionState, TraceRef, new_span_id, new_trace_id
 from gateway.sessions.store import SessionStore
 from gateway.sessions.summary import summarize
-from gateway.settings import GatewaySettings
+from gateway.settings import CONTENT_KINDS, GatewaySettings
 from gateway.spans import SpanEmitter
 
 log = logging.getLogger("gateway.sessions")
@@ -164,6 +164,8 @@ class SessionService:
             "token": token.token,
             "expires_at": token.expires_at,
             "idle_timeout_s": self.settings.session_idle_timeout_s,
+            # What the session keeps: a client sends no words, arguments or results the gateway would drop.
+            "capture": [kind for kind in CONTENT_KINDS if self.settings.captures(kind)],
         }
 
     # -- ingest ---------------------------------------------------------------------------------------

@@ -459,3 +459,25 @@ def test_usage_that_arrives_after_its_turn_reprices_the_session_total(recorder: 
     assert expected is not None
     assert root["voice.cost.total_usd"] == pytest.approx(expected.total_usd)
     assert root["gen_ai.usage.input_tokens"] == 400 and root["gen_ai.usage.output_tokens"] == 900
+
+
+@pytest.mark.parametrize("labelled", ["both", "start_only"])
+def test_provider_vad_speech_is_the_latency_source(machine: SessionMachine, recorder: Recorder, labelled: str) -> None:
+    """OpenAI's server VAD (input_audio_buffer.speech_started / speech_stopped) is not the client's VAD."""
+    r = Run(machine, recorder)
+    r.send("user.speech_start", source="provider_vad")
+    r.send("user.speech_end", 700, **({"source": "provider_vad"} if labelled == "both" else {}))
+    r.send("model.response_start", 200)
+    r.send("model.audio_start", 100)
+    r.send("model.turn_complete")
+    r.send("model.response_start", 10)  # the next answer is barged in on by the provider's VAD
+    r.send("user.speech_start", 10, source="provider_vad")
+    r.send("model.interrupted", 10)
+    r.send("user.speech_end", 500)
+    r.send("model.audio_start", 300)
+    r.send("model.turn_complete")
+    r.end()
+    turns = sorted(recorder.named("invoke_agent"), key=lambda s: s.attributes["voice.turn.number"])
+    assert [t.attributes.get("voice.latency.source") for t in turns] == ["provider_vad", None, "provider_vad"]
+    assert turns[0].attributes["voice.latency.user_to_first_audio_ms"] == 300
+    assert {s.attributes["voice.speech.source"] for s in recorder.named("user_speech")} == {"provider_vad"}

@@ -43,6 +43,7 @@ from gateway.sessions.state import (
 from gateway.sessions.summary import summarize
 
 MAX_ROOT_EVENTS = 128
+CLIENT_VAD = "client_vad"
 MAX_SPAN_EVENTS = 128  # the SDK's default; also what keeps a session's state from growing with a chatty client
 
 
@@ -198,7 +199,7 @@ class SessionMachine:
         state.turn = turn
         pending, state.pending_speech = state.pending_speech, None
         if pending is not None:
-            speech = self._child(span, sc.SPAN_USER_SPEECH, pending.start_ns)
+            speech = self._child(span, sc.SPAN_USER_SPEECH, pending.start_ns, {sc.VOICE_SPEECH_SOURCE: pending.source})
             turn.user_text.extend(pending.text)
             if pending.end_ns is not None:
                 turn.speech_end_ns = pending.end_ns
@@ -360,28 +361,33 @@ class SessionMachine:
         return state.turn is not None and state.turn.inference is not None
 
     def _speech_start(self, state: SessionState, e: ev.UserSpeechStart, t: int, out: list[FinishedSpan]) -> None:
+        source = e.source or CLIENT_VAD
         if self._barging_in(state):
             if state.pending_speech is None:
-                state.pending_speech = PendingSpeech(t)
+                state.pending_speech = PendingSpeech(t, source=source)
             return
         turn = self._turn(state, t, out)
         if turn.speech is None:
-            turn.speech = self._child(turn.span, sc.SPAN_USER_SPEECH, t)
+            turn.speech = self._child(turn.span, sc.SPAN_USER_SPEECH, t, {sc.VOICE_SPEECH_SOURCE: source})
 
     def _speech_end(self, state: SessionState, e: ev.UserSpeechEnd, t: int, out: list[FinishedSpan]) -> None:
+        # Without a source of its own, the end was detected by whatever detected the start.
         if state.pending_speech is not None:
             state.pending_speech.end_ns = t
-            state.pending_speech.source = e.source or "client_vad"
+            state.pending_speech.source = e.source or state.pending_speech.source
         elif state.turn is not None and state.turn.speech is not None:
-            out.append(self._finish(state, state.turn.speech, t))
-            state.turn.user_audio_ms += (t - state.turn.speech.start_ns) / 1e6
+            speech = state.turn.speech
+            source = e.source or str(speech.attributes.get(sc.VOICE_SPEECH_SOURCE, CLIENT_VAD))
+            speech.attributes[sc.VOICE_SPEECH_SOURCE] = source
+            out.append(self._finish(state, speech, t))
+            state.turn.user_audio_ms += (t - speech.start_ns) / 1e6
             state.turn.speech = None
             state.turn.speech_end_ns = t
-            state.turn.speech_end_source = e.source or "client_vad"
+            state.turn.speech_end_source = source
         elif state.turn is not None and state.turn.inference is None:
             # Its start went unseen (the turn opened at a transcript): the end still dates the answer's latency.
             state.turn.speech_end_ns = t
-            state.turn.speech_end_source = e.source or "client_vad"
+            state.turn.speech_end_source = e.source or CLIENT_VAD
 
     def _user_transcript(self, state: SessionState, e: ev.UserTranscript, t: int, out: list[FinishedSpan]) -> None:
         if state.pending_speech is not None:
