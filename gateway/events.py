@@ -123,6 +123,12 @@ class ModelPlaybackStart(_Event):
     type: Literal["model.playback_start"]
 
 
+class ModelPlaybackEnd(_Event):
+    """The player played the turn's last audio (after the model finished generating it)."""
+
+    type: Literal["model.playback_end"]
+
+
 class ModelTranscript(_Event):
     type: Literal["model.transcript"]
     text: str
@@ -198,6 +204,7 @@ Event = Annotated[
     | ModelResponseStart
     | ModelAudioStart
     | ModelPlaybackStart
+    | ModelPlaybackEnd
     | ModelTranscript
     | ModelGenerationComplete
     | ModelTurnComplete

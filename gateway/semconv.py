@@ -25,6 +25,7 @@ EVENT_RESUMED: Final = "voice.connection.resumed"
 EVENT_GENERATION_COMPLETE: Final = "voice.generation_complete"
 EVENT_FIRST_AUDIO: Final = "voice.first_audio"
 EVENT_FIRST_PLAYBACK: Final = "voice.first_playback"
+EVENT_PLAYBACK_END: Final = "voice.playback_end"
 
 # GenAI semantic conventions.
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
@@ -78,6 +79,7 @@ VOICE_TURN_NUMBER: Final = "voice.turn.number"
 VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS: Final = "voice.latency.user_to_first_audio_ms"
 VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS: Final = "voice.latency.user_to_first_playback_ms"
 VOICE_LATENCY_SOURCE: Final = "voice.latency.source"
+VOICE_SPEECH_SOURCE: Final = "voice.speech.source"  # how user_speech was detected: client_vad, provider_vad...
 VOICE_LATENCY_USER_TO_FIRST_CHUNK_MS: Final = "voice.latency.user_to_first_chunk_ms"
 VOICE_LATENCY_TTFA_P50_MS: Final = "voice.latency.user_to_first_audio_p50_ms"
 VOICE_LATENCY_TTFA_P95_MS: Final = "voice.latency.user_to_first_audio_p95_ms"

@@ -30,12 +30,13 @@ from gateway.errors import Conflict, FieldError, NotFound, Overloaded, RequestEr
 from gateway.metrics import GatewayMetrics
 from gateway.redact import Redactor
 from gateway.security import ApiKeys, TokenSigner
-from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
+from gateway.sessions.clock import event_time_ns, skew_ns
+from gateway.sessions.machine import MachineOptions, SessionMachine
 from gateway.sessions.outbox import OutboxEntry
 from gateway.sessions.state import FinishedSpan, SessionState, TraceRef, new_span_id, new_trace_id
 from gateway.sessions.store import SessionStore
 from gateway.sessions.summary import summarize
-from gateway.settings import GatewaySettings
+from gateway.settings import CONTENT_KINDS, GatewaySettings
 from gateway.spans import SpanEmitter
 
 log = logging.getLogger("gateway.sessions")
@@ -166,6 +167,8 @@ class SessionService:
             "token": token.token,
             "expires_at": token.expires_at,
             "idle_timeout_s": self.settings.session_idle_timeout_s,
+            # What the session keeps: a client sends no words, arguments or results the gateway would drop.
+            "capture": [kind for kind in CONTENT_KINDS if self.settings.captures(kind)],
         }
 
     # -- ingest ---------------------------------------------------------------------------------------
@@ -210,7 +213,7 @@ class SessionService:
                 continue
             state.remember(event.id)
             state.event_count += 1
-            out.extend(self.machine.apply(state, event, event_time_ns(state, event, now)))
+            out.extend(self.machine.apply(state, event, event_time_ns(state, event, now), now))
             result.accepted += 1
             result.accepted_types[event.type] += 1
 
@@ -306,7 +309,7 @@ class SessionService:
                 return Emission(state.trace, {}, [], []), state.summary
             if events:
                 self._apply(state, events, sent_at_ms, now, result, out)
-            t = now if ts is None else min(int(ts * 1_000_000) + (state.skew_ns or 0), now)
+            t = now if ts is None else min(int(ts * 1_000_000) + skew_ns(state), now)
             out.extend(self.machine.end(state, reason, t, **(root_attrs or {})))
             self._forget(state, now)
             ended_now = True

@@ -1,7 +1,8 @@
 """Synthetic voice sessions against a running gateway: the quickest way to see traces.
 
 Each session follows what a browser on Gemini Live reports: a connection, a
-first turn with a tool call, a second turn the user interrupts, a goAway and
+first turn with a tool call, a second turn the user interrupts (followed, as
+Gemini does, by the interrupted generation's own turnComplete), a goAway and
 a reconnect with session resumption, a third turn, Gemini ``usageMetadata``
 in every turn, and the last batch plus the end sent beacon-style
 (``text/plain``, token in the query). Client timestamps follow a virtual
@@ -96,7 +97,9 @@ def three_turn_session(start_ms: float, rng: random.Random | None = None, scale:
     c.emit("model.transcript", j(300, 900), text="It's 18 degrees and cloudy in Paris.")
     c.emit("model.generation_complete", j(500, 1500))
     c.emit("model.usage", 5, usage=gemini_usage(24, 310, 420))
-    c.emit("model.turn_complete", j(200, 800))
+    # Gemini sends turnComplete once it reckons the audio has played out; the player says so first.
+    c.emit("model.playback_end", j(150, 600))
+    c.emit("model.turn_complete", j(20, 200))
     flush()
     # Turn 2: the user barges in while the model is talking.
     c.emit("user.transcript", j(800, 2000), text="Tell me a long story about the sea.", final=True)
@@ -107,6 +110,7 @@ def three_turn_session(start_ms: float, rng: random.Random | None = None, scale:
     c.emit("model.usage", j(100, 400), usage=gemini_usage(40, 280, 650))
     played = j(1500, 3000)
     c.emit("model.interrupted", played, played_ms=round(played), generated_ms=round(played + j(500, 2000)))
+    c.emit("model.turn_complete", j(5, 40))  # Gemini: "interrupted > turn_complete"
     flush()
     # The server warns it will close the connection; the client resumes on a new one.
     c.emit("connection.go_away", j(1000, 3000), time_left_ms=10_000)

@@ -5,7 +5,7 @@ from gateway.events import EVENT_TYPES, SessionCreate, parse_event, parse_model
 
 
 def test_every_catalogue_type_is_known() -> None:
-    assert len(EVENT_TYPES) == 22
+    assert len(EVENT_TYPES) == 23
     assert {"model.usage", "tool.cancel", "connection.go_away", "session.update", "mark"} <= EVENT_TYPES
 
 

@@ -10,7 +10,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from gateway.analytics.pricing import Pricer
 from gateway.analytics.usage import normalize_usage
 from gateway.events import parse_event
-from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
+from gateway.sessions.clock import event_time_ns
+from gateway.sessions.machine import MachineOptions, SessionMachine
 from gateway.sessions.state import SessionState, TraceRef, new_span_id, new_trace_id
 from gateway.sessions.summary import summarize
 from gateway.simulate import gemini_usage
@@ -282,7 +283,7 @@ def test_event_time_applies_skew_never_goes_back_and_never_into_the_future() -> 
     state.skew_ns = 5_000_000_000
     event = parse_event({"type": "mark", "id": "1", "name": "m", "ts": (T0 - 4_000_000_000) / 1e6}, "")
     assert event_time_ns(state, event, T0 + 10_000_000_000) == T0 + 1_000_000_000
-    state.last_event_ns = T0 + 2_000_000_000
+    state.first_event_ns = state.last_event_ns = T0 + 2_000_000_000
     assert event_time_ns(state, event, T0 + 10_000_000_000) == T0 + 2_000_000_000
     future = parse_event({"type": "mark", "id": "2", "name": "m", "ts": (T0 + 60e9) / 1e6}, "")
     assert event_time_ns(state, future, T0 + 3_000_000_000) == T0 + 3_000_000_000
@@ -458,3 +459,25 @@ def test_usage_that_arrives_after_its_turn_reprices_the_session_total(recorder: 
     assert expected is not None
     assert root["voice.cost.total_usd"] == pytest.approx(expected.total_usd)
     assert root["gen_ai.usage.input_tokens"] == 400 and root["gen_ai.usage.output_tokens"] == 900
+
+
+@pytest.mark.parametrize("labelled", ["both", "start_only"])
+def test_provider_vad_speech_is_the_latency_source(machine: SessionMachine, recorder: Recorder, labelled: str) -> None:
+    """OpenAI's server VAD (input_audio_buffer.speech_started / speech_stopped) is not the client's VAD."""
+    r = Run(machine, recorder)
+    r.send("user.speech_start", source="provider_vad")
+    r.send("user.speech_end", 700, **({"source": "provider_vad"} if labelled == "both" else {}))
+    r.send("model.response_start", 200)
+    r.send("model.audio_start", 100)
+    r.send("model.turn_complete")
+    r.send("model.response_start", 10)  # the next answer is barged in on by the provider's VAD
+    r.send("user.speech_start", 10, source="provider_vad")
+    r.send("model.interrupted", 10)
+    r.send("user.speech_end", 500)
+    r.send("model.audio_start", 300)
+    r.send("model.turn_complete")
+    r.end()
+    turns = sorted(recorder.named("invoke_agent"), key=lambda s: s.attributes["voice.turn.number"])
+    assert [t.attributes.get("voice.latency.source") for t in turns] == ["provider_vad", None, "provider_vad"]
+    assert turns[0].attributes["voice.latency.user_to_first_audio_ms"] == 300
+    assert {s.attributes["voice.speech.source"] for s in recorder.named("user_speech")} == {"provider_vad"}

@@ -46,3 +46,14 @@ def test_a_retried_mutation_counts_each_event_once_on_events_and_on_end() -> Non
             "reason": "completed", "events": [{"type": "mark", "id": "4", "name": "bye"}, {"type": "x", "id": "5"}]})
         assert end.status_code == 200 and end.json()["end_reason"] == "completed"
         assert accepted_total(client) == 3
+
+
+def test_session_creation_tells_the_client_what_content_the_gateway_keeps() -> None:
+    with TestClient(create_app(load_telemetry(env=ENV))) as client:
+        assert start(client)["capture"] == []
+    env = {**ENV, "VTG_CAPTURE_CONTENT": "tool_results,transcripts"}
+    with TestClient(create_app(load_telemetry(env=env))) as client:
+        assert start(client)["capture"] == ["transcripts", "tool_results"]
+    env = {**ENV, "VTG_CAPTURE_CONTENT": "all"}
+    with TestClient(create_app(load_telemetry(env=env))) as client:
+        assert start(client)["capture"] == ["transcripts", "tool_arguments", "tool_results"]

@@ -16,6 +16,7 @@ from gateway import __version__
 from gateway import events as ev
 from gateway.api.legacy import LEGACY_TYPES
 from gateway.events import MAX_TOOL_NAME
+from gateway.settings import CONTENT_KINDS
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -118,7 +119,7 @@ def _response_schemas(event_ts: dict[str, Any]) -> dict[str, Any]:
     created = {
         "type": "object",
         "required": ["session_id", "trace_id", "root_span_id", "traceparent", "sampled", "token", "expires_at",
-                     "idle_timeout_s"],
+                     "idle_timeout_s", "capture"],
         "properties": {
             **ids,
             "root_span_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
@@ -134,6 +135,9 @@ def _response_schemas(event_ts: dict[str, Any]) -> dict[str, Any]:
                 "properties": {"provider": {"type": "string", "enum": ["gemini", "openai"]}, "value": _STR,
                                "expires_at": {"type": "number", "description": "s since the epoch"}},
             },
+            "capture": {"type": "array", "items": {"enum": list(CONTENT_KINDS)}, "uniqueItems": True,
+                        "description": "the content this session keeps (capture_content); the client sends "
+                                       "no words, tool arguments or tool results outside it"},
         },
     }
     rejected = {"type": "array", "items": {

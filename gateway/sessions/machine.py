@@ -14,18 +14,21 @@ twice never produces a span twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from gateway import events as ev
 from gateway import semconv as sc
-from gateway.analytics.pricing import Cost, Pricer
+from gateway.analytics.pricing import Pricer
 from gateway.analytics.usage import Usage, normalize_usage
-from gateway.redact import truncate
+from gateway.sessions.clock import settle
+from gateway.sessions.content import Content, to_json
+from gateway.sessions.costs import reprice_last_turn, turn_cost
+from gateway.sessions.root import root_span
 from gateway.sessions.state import (
+    AWAIT_PLAYBACK,
+    AWAIT_TURN_COMPLETE,
     Attrs,
     FinishedSpan,
     OpenSpan,
@@ -37,16 +40,17 @@ from gateway.sessions.state import (
     new_span_id,
     new_trace_id,
 )
-from gateway.sessions.summary import percentile, summarize
+from gateway.sessions.summary import summarize
 
 MAX_ROOT_EVENTS = 128
+CLIENT_VAD = "client_vad"
 MAX_SPAN_EVENTS = 128  # the SDK's default; also what keeps a session's state from growing with a chatty client
 
 
 def _add_event(span: OpenSpan, event: SpanEvent) -> None:
     if len(span.events) < MAX_SPAN_EVENTS:
         span.events.append(event)
-MAX_TEXT_CHARS = 16_384
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,29 +69,10 @@ class MachineOptions:
         return cls(transcripts=True, tool_arguments=True, tool_results=True, **kwargs)
 
 
-def event_time_ns(state: SessionState, event: ev.Event, received_ns: int) -> int:
-    """Client time, corrected for the session's clock skew, kept monotonic and never in the future."""
-    ts = event.ts
-    skew = state.skew_ns or 0
-    if ts is None:
-        t = received_ns
-    elif isinstance(ts, datetime):
-        t = int(ts.timestamp() * 1e9) + skew
-    else:
-        t = int(ts * 1_000_000) + skew
-    return max(state.last_event_ns, min(t, received_ns))
-
-
-def _json(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
-
-
-
-
 class SessionMachine:
     def __init__(self, options: MachineOptions) -> None:
         self.options = options
-        self._redact = options.redactor or (lambda text: text)
+        self.content = Content(options.transcripts, options.redactor, options.max_attribute_length)
         self._handlers: dict[str, Callable[[SessionState, Any, int, list[FinishedSpan]], None]] = {
             "connection.open": self._connection_open,
             "connection.setup_complete": self._connection_event,
@@ -100,6 +85,7 @@ class SessionMachine:
             "model.response_start": self._response_start,
             "model.audio_start": self._audio_start,
             "model.playback_start": self._playback_start,
+            "model.playback_end": self._playback_end,
             "model.transcript": self._model_transcript,
             "model.generation_complete": self._generation_complete,
             "model.turn_complete": self._turn_complete,
@@ -115,9 +101,10 @@ class SessionMachine:
 
     # -- public -------------------------------------------------------------------------------------
 
-    def apply(self, state: SessionState, event: ev.Event, t: int) -> list[FinishedSpan]:
+    def apply(self, state: SessionState, event: ev.Event, t: int, received_ns: int | None = None) -> list[FinishedSpan]:
+        """Apply one event at its session time ``t`` (``gateway.sessions.clock``), received at ``received_ns``."""
         out: list[FinishedSpan] = []
-        state.last_event_ns = t
+        settle(state, t, received_ns)
         self._handlers[event.type](state, event, t, out)
         return out
 
@@ -125,6 +112,7 @@ class SessionMachine:
         """End the session and everything still open in it; the root span is the last one returned."""
         out: list[FinishedSpan] = []
         t = max(t, state.last_event_ns)
+        self._release(state, out)
         if state.pending_speech is not None and state.turn is None:
             self._open_turn(state, state.pending_speech.start_ns, out)
         if state.turn is not None:
@@ -141,7 +129,12 @@ class SessionMachine:
             out.append(self._finish(state, state.connection, t))
             state.connection = None
         state.ended, state.end_reason, state.end_ns = True, reason, t
-        out.append(self._finish_root(state, t, reason, root_attrs))
+        attrs = self.session_attributes(state)
+        attrs.update(self._model_attrs(state))
+        if self.options.transcripts and state.transcript:
+            attrs[sc.VOICE_SESSION_TRANSCRIPT] = self.content.transcript(state.transcript)
+        attrs.update(root_attrs)
+        out.append(root_span(state, t, reason, attrs))
         state.summary = summarize(state)
         return out
 
@@ -206,7 +199,7 @@ class SessionMachine:
         state.turn = turn
         pending, state.pending_speech = state.pending_speech, None
         if pending is not None:
-            speech = self._child(span, sc.SPAN_USER_SPEECH, pending.start_ns)
+            speech = self._child(span, sc.SPAN_USER_SPEECH, pending.start_ns, {sc.VOICE_SPEECH_SOURCE: pending.source})
             turn.user_text.extend(pending.text)
             if pending.end_ns is not None:
                 turn.speech_end_ns = pending.end_ns
@@ -223,18 +216,62 @@ class SessionMachine:
     def _inference(self, state: SessionState, t: int, out: list[FinishedSpan]) -> OpenSpan:
         turn = self._turn(state, t, out)
         if turn.inference is None:
+            # A new generation: the previous turn cannot be waiting for anything any more.
+            self._release(state, out)
+            state.expect_trailing_turn_complete = False
             name = f"{sc.SPAN_INFERENCE} {state.model}" if state.model else sc.SPAN_INFERENCE
             attrs = self._model_attrs(state)
             attrs[sc.GEN_AI_OPERATION_NAME] = sc.OPERATION_GENERATE_CONTENT
             turn.inference = self._child(turn.span, name, t, attrs, kind="client")
         return turn.inference
 
-    def _close_turn(self, state: SessionState, t: int, reason: str, out: list[FinishedSpan]) -> None:
+    def _generating(self, state: SessionState) -> bool:
+        return state.turn is not None and state.turn.inference is not None
+
+    def _awaiting_turn_complete(self, state: SessionState) -> TurnState | None:
+        """The interrupted turn, while what the provider still sends of its generation belongs to it."""
+        held = state.held
+        if held is not None and held.awaiting == AWAIT_TURN_COMPLETE and not self._generating(state):
+            return held
+        return None
+
+    def _close_turn(
+        self, state: SessionState, t: int, reason: str, out: list[FinishedSpan], hold: str | None = None
+    ) -> None:
+        """End the open turn at ``t``. With ``hold`` its spans wait (as ``state.held``) for what may still
+        change them: the trailing turn_complete of an interrupted generation (its usage and transcript), or
+        the end of playback (a barge-in during playback makes it interrupted)."""
         turn = state.turn
         assert turn is not None
-        capture = self.options.transcripts
+        state.turn = None
+        state.last_turn_end_ns = t
+        turn.end_ns, turn.end_reason = t, reason
         if turn.speech is not None:
             out.append(self._finish(state, turn.speech, t))
+            turn.speech = None
+        self._release(state, out)  # an older held turn goes first
+        if hold != AWAIT_TURN_COMPLETE:
+            self._finish_generation(state, turn, out)
+        if hold is None:
+            self._finish_turn(state, turn, out)
+        else:
+            turn.awaiting = hold
+            state.held = turn
+
+    def _release(self, state: SessionState, out: list[FinishedSpan]) -> None:
+        turn, state.held = state.held, None
+        if turn is None:
+            return
+        if turn.awaiting == AWAIT_TURN_COMPLETE:
+            self._finish_generation(state, turn, out)
+        turn.awaiting = None
+        self._finish_turn(state, turn, out)
+
+    def _finish_generation(self, state: SessionState, turn: TurnState, out: list[FinishedSpan]) -> None:
+        """The inference span and the turn's usage and cost."""
+        assert turn.end_ns is not None and turn.end_reason is not None
+        t, reason = turn.end_ns, turn.end_reason
+        capture = self.options.transcripts
         state.last_turn_usage = state.last_turn_cost = None
         if turn.inference is not None:
             inf = turn.inference
@@ -245,65 +282,34 @@ class SessionMachine:
             if turn.usage is not None:
                 inf.attributes.update(turn.usage.span_attributes())
                 inf.attributes[sc.VOICE_USAGE_REPORTS] = turn.usage_reports
-            cost = self._turn_cost(state, turn, t)
+            cost = turn_cost(self.options.pricer, state, turn, t)
             if cost is not None:
                 inf.attributes.update(cost.span_attributes())
                 state.cost_total = cost if state.cost_total is None else state.cost_total + cost
                 state.last_turn_cost = cost
             if capture and turn.user_text:
-                inf.attributes[sc.GEN_AI_INPUT_MESSAGES] = self._messages("user", turn.user_text)
+                inf.attributes[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
             if capture and turn.model_text:
-                inf.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self._messages("assistant", turn.model_text)
+                inf.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
             out.append(self._finish(state, inf, t))
-        span = turn.span
-        span.attributes[sc.GEN_AI_AGENT_INVOCATION_END_REASON] = reason
-        if capture and turn.user_text:
-            span.attributes[sc.GEN_AI_INPUT_MESSAGES] = self._messages("user", turn.user_text)
-            user_line = self._redact("".join(turn.user_text))
-            state.transcript.append({"turn": turn.number, "role": "user", "text": user_line})
-        if capture and turn.model_text:
-            span.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self._messages("assistant", turn.model_text)
-            state.transcript.append(
-                {"turn": turn.number, "role": "assistant", "text": self._redact("".join(turn.model_text))})
         if turn.usage is not None:
             state.usage_total = state.usage_total + turn.usage
             state.last_turn_usage = turn.usage
-        out.append(self._finish(state, span, t))
-        state.turn = None
-        state.last_turn_end_ns = t
 
-    def _messages(self, role: str, texts: list[str]) -> str:
-        content = self._redact("".join(texts))
-        limit = self.options.max_attribute_length
-        if limit and len(content) > limit - 64:  # the JSON around it must stay valid, so cut the text itself
-            content = truncate(content, limit - 64)
-        return json.dumps([{"role": role, "parts": [{"type": "text", "content": content}]}], separators=(",", ":"))
-
-    def _content(self, value: Any) -> str:
-        """Captured content as it may leave the gateway: redacted, then cut to the attribute limit."""
-        return truncate(self._redact(_json(value)), self.options.max_attribute_length)
-
-    def _message(self, value: str) -> str:
-        """Error text is exported whatever the capture settings, and errors quote what the user said or the
-        tool was given often enough: it goes through redaction like captured content."""
-        return truncate(self._redact(value), self.options.max_attribute_length)
-
-    def _turn_cost(self, state: SessionState, turn: TurnState, t: int) -> Cost | None:
-        pricer = self.options.pricer
-        if pricer is None:
-            return None
-        if turn.usage is not None:
-            return pricer.price(state.provider, state.model, turn.usage)
-        # No usage reported: estimate from how long each side spoke (the model from its first audio).
-        model_audio_ms = (t - turn.first_audio_ns) / 1e6 if turn.first_audio_ns is not None else 0.0
-        if not turn.user_audio_ms and not model_audio_ms:
-            return None
-        return pricer.estimate_from_audio(state.provider, state.model, turn.user_audio_ms, model_audio_ms)
-
-    def _append_text(self, texts: list[str], text: str) -> None:
-        # With transcript capture off, words are never kept: not in memory, not in a shared store.
-        if self.options.transcripts and sum(map(len, texts)) < MAX_TEXT_CHARS:
-            texts.append(text)
+    def _finish_turn(self, state: SessionState, turn: TurnState, out: list[FinishedSpan]) -> None:
+        assert turn.end_ns is not None and turn.end_reason is not None
+        capture = self.options.transcripts
+        span = turn.span
+        span.attributes[sc.GEN_AI_AGENT_INVOCATION_END_REASON] = turn.end_reason
+        if capture and turn.user_text:
+            span.attributes[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
+            user_line = self.content.redact("".join(turn.user_text))
+            state.transcript.append({"turn": turn.number, "role": "user", "text": user_line})
+        if capture and turn.model_text:
+            span.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
+            state.transcript.append(
+                {"turn": turn.number, "role": "assistant", "text": self.content.redact("".join(turn.model_text))})
+        out.append(self._finish(state, span, turn.end_ns))
 
     # -- connections ----------------------------------------------------------------------------------
 
@@ -344,7 +350,7 @@ class SessionMachine:
         if e.code is not None:
             conn.attributes[sc.VOICE_CONNECTION_CLOSE_CODE] = e.code
         if e.reason:
-            conn.attributes[sc.VOICE_CONNECTION_CLOSE_REASON] = self._message(e.reason)
+            conn.attributes[sc.VOICE_CONNECTION_CLOSE_REASON] = self.content.message(e.reason)
         conn.attributes[sc.VOICE_CONNECTION_END_REASON] = "closed"
         out.append(self._finish(state, conn, t))
         state.connection = None
@@ -355,31 +361,40 @@ class SessionMachine:
         return state.turn is not None and state.turn.inference is not None
 
     def _speech_start(self, state: SessionState, e: ev.UserSpeechStart, t: int, out: list[FinishedSpan]) -> None:
+        source = e.source or CLIENT_VAD
         if self._barging_in(state):
             if state.pending_speech is None:
-                state.pending_speech = PendingSpeech(t)
+                state.pending_speech = PendingSpeech(t, source=source)
             return
         turn = self._turn(state, t, out)
         if turn.speech is None:
-            turn.speech = self._child(turn.span, sc.SPAN_USER_SPEECH, t)
+            turn.speech = self._child(turn.span, sc.SPAN_USER_SPEECH, t, {sc.VOICE_SPEECH_SOURCE: source})
 
     def _speech_end(self, state: SessionState, e: ev.UserSpeechEnd, t: int, out: list[FinishedSpan]) -> None:
+        # Without a source of its own, the end was detected by whatever detected the start.
         if state.pending_speech is not None:
             state.pending_speech.end_ns = t
-            state.pending_speech.source = e.source or "client_vad"
+            state.pending_speech.source = e.source or state.pending_speech.source
         elif state.turn is not None and state.turn.speech is not None:
-            out.append(self._finish(state, state.turn.speech, t))
-            state.turn.user_audio_ms += (t - state.turn.speech.start_ns) / 1e6
+            speech = state.turn.speech
+            source = e.source or str(speech.attributes.get(sc.VOICE_SPEECH_SOURCE, CLIENT_VAD))
+            speech.attributes[sc.VOICE_SPEECH_SOURCE] = source
+            out.append(self._finish(state, speech, t))
+            state.turn.user_audio_ms += (t - speech.start_ns) / 1e6
             state.turn.speech = None
             state.turn.speech_end_ns = t
-            state.turn.speech_end_source = e.source or "client_vad"
+            state.turn.speech_end_source = source
+        elif state.turn is not None and state.turn.inference is None:
+            # Its start went unseen (the turn opened at a transcript): the end still dates the answer's latency.
+            state.turn.speech_end_ns = t
+            state.turn.speech_end_source = e.source or CLIENT_VAD
 
     def _user_transcript(self, state: SessionState, e: ev.UserTranscript, t: int, out: list[FinishedSpan]) -> None:
         if state.pending_speech is not None:
-            self._append_text(state.pending_speech.text, e.text)
+            self.content.append(state.pending_speech.text, e.text)
             return
         turn = self._turn(state, t, out)
-        self._append_text(turn.user_text, e.text)
+        self.content.append(turn.user_text, e.text)
         turn.last_user_transcript_ns = t
 
     # -- model ----------------------------------------------------------------------------------------
@@ -427,44 +442,99 @@ class SessionMachine:
             turn.span.attributes.setdefault(sc.VOICE_LATENCY_SOURCE, latency[1])
 
     def _model_transcript(self, state: SessionState, e: ev.ModelTranscript, t: int, out: list[FinishedSpan]) -> None:
+        held = self._awaiting_turn_complete(state)
+        if held is not None:  # the interrupted generation's transcript, trailing its audio
+            self.content.append(held.model_text, e.text)
+            return
         self._inference(state, t, out)
         assert state.turn is not None
-        self._append_text(state.turn.model_text, e.text)
+        self.content.append(state.turn.model_text, e.text)
 
     def _generation_complete(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
-        if state.turn is not None and state.turn.inference is not None:
-            _add_event(state.turn.inference, SpanEvent(sc.EVENT_GENERATION_COMPLETE, t))
+        turn = state.turn if self._generating(state) else self._awaiting_turn_complete(state)
+        if turn is not None and turn.inference is not None:
+            _add_event(turn.inference, SpanEvent(sc.EVENT_GENERATION_COMPLETE, t))
 
     def _after_turn(self, state: SessionState, out: list[FinishedSpan]) -> None:
         if state.pending_speech is not None:
             self._open_turn(state, state.pending_speech.start_ns, out)
 
     def _turn_complete(self, state: SessionState, e: ev.ModelTurnComplete, t: int, out: list[FinishedSpan]) -> None:
-        if state.turn is None:
+        if not self._generating(state):
+            # Gemini ends an interrupted generation with a turn_complete of its own ("interrupted >
+            # turn_complete"): it closes the interrupted turn, never the one the barge-in opened.
+            if self._awaiting_turn_complete(state) is not None:
+                self._release(state, out)
+                return
+            if state.expect_trailing_turn_complete:
+                state.expect_trailing_turn_complete = False
+                return
+        turn = state.turn
+        if turn is None:
             return
-        state.turn.finish_reason = e.reason or "stop"
-        self._close_turn(state, t, sc.END_COMPLETED, out)
+        turn.finish_reason = e.reason or "stop"
+        playing = turn.first_playback_ns is not None and not turn.playback_ended
+        self._close_turn(state, t, sc.END_COMPLETED, out, hold=AWAIT_PLAYBACK if playing else None)
         self._after_turn(state, out)
 
+    def _playback_end(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
+        held = state.held
+        if held is not None and held.awaiting == AWAIT_PLAYBACK:
+            _add_event(held.span, SpanEvent(sc.EVENT_PLAYBACK_END, t))
+            self._release(state, out)
+        elif state.turn is not None and state.turn.first_playback_ns is not None and not state.turn.playback_ended:
+            state.turn.playback_ended = True
+            _add_event(state.turn.span, SpanEvent(sc.EVENT_PLAYBACK_END, t))
+
     def _interrupted(self, state: SessionState, e: ev.ModelInterrupted, t: int, out: list[FinishedSpan]) -> None:
-        state.interruption_count += 1
+        """A barge-in cuts the model's output: the generation under way, else the turn whose audio still
+        plays after its generation finished, else nothing the gateway can see (it is counted all the same)."""
         attrs: Attrs = {}
         if e.played_ms is not None:
             attrs[sc.VOICE_INTERRUPTION_PLAYED_MS] = e.played_ms
         if e.generated_ms is not None:
             attrs[sc.VOICE_INTERRUPTION_GENERATED_MS] = e.generated_ms
-        turn = state.turn
-        if turn is not None:
-            attrs[sc.VOICE_TURN_NUMBER] = turn.number
-            turn.span.attributes.update(attrs)
+        held = state.held
+        if self._generating(state):
+            turn = state.turn
+            assert turn is not None
+            self._count_interruption(state, turn, t, attrs)
+            self._close_turn(state, t, sc.END_INTERRUPTED, out, hold=AWAIT_TURN_COMPLETE)
+            self._after_turn(state, out)
+        elif held is not None and held.awaiting == AWAIT_PLAYBACK:
+            held.end_ns, held.end_reason = max(t, held.end_ns or t), sc.END_INTERRUPTED
+            self._count_interruption(state, held, t, attrs)
+            self._release(state, out)
+        elif held is not None and held.awaiting == AWAIT_TURN_COMPLETE:
+            # The same barge-in reported twice (the provider's signal and the player's stop): one interruption,
+            # completed with what the second report knows.
+            for key, value in attrs.items():
+                held.span.attributes.setdefault(key, value)
+            for event in reversed(state.root_events):
+                if event.name == sc.EVENT_INTERRUPTION and event.attributes.get(sc.VOICE_TURN_NUMBER) == held.number:
+                    for key, value in attrs.items():
+                        event.attributes.setdefault(key, value)
+                    break
+        else:
+            # Nothing generating or playing: the open turn (the user still speaking) goes on, and a trailing
+            # turn_complete of the interrupted generation must not close it.
+            state.interruption_count += 1
+            self._root_event(state, SpanEvent(sc.EVENT_INTERRUPTION, t, dict(attrs)))
+            state.expect_trailing_turn_complete = True
+
+    def _count_interruption(self, state: SessionState, turn: TurnState, t: int, attrs: Attrs) -> None:
+        state.interruption_count += 1
+        attrs[sc.VOICE_TURN_NUMBER] = turn.number
+        turn.span.attributes.update(attrs)
         self._root_event(state, SpanEvent(sc.EVENT_INTERRUPTION, t, dict(attrs)))
-        if turn is not None:
-            self._close_turn(state, t, sc.END_INTERRUPTED, out)
-        self._after_turn(state, out)
 
     def _usage(self, state: SessionState, e: ev.ModelUsage, t: int, out: list[FinishedSpan]) -> None:
         usage = normalize_usage(e.usage)
-        if state.turn is not None:
+        held = self._awaiting_turn_complete(state)
+        if held is not None:  # Gemini's usage for an interrupted generation rides on its trailing turn_complete
+            held.usage = usage
+            held.usage_reports += 1
+        elif state.turn is not None:
             state.turn.usage = usage  # reports are cumulative within a turn: the last one wins
             state.turn.usage_reports += 1
         elif state.last_turn_usage is not None or state.last_turn_cost is not None:
@@ -475,26 +545,18 @@ class SessionMachine:
                 {k: v - previous[k] for k, v in state.usage_total.to_dict().items()}
             ) + usage
             state.last_turn_usage = usage
-            self._reprice_last_turn(state, usage)
+            reprice_last_turn(self.options.pricer, state, usage)
         else:
             state.usage_total = state.usage_total + usage
-
-    def _reprice_last_turn(self, state: SessionState, usage: Usage) -> None:
-        pricer = self.options.pricer
-        cost = pricer.price(state.provider, state.model, usage) if pricer is not None else None
-        if cost is None:
-            return
-        total = state.cost_total
-        if total is not None and state.last_turn_cost is not None:
-            total = total - state.last_turn_cost
-        state.cost_total = cost if total is None else total + cost
-        state.last_turn_cost = cost
 
     # -- tools ----------------------------------------------------------------------------------------
 
     def _tool_call(self, state: SessionState, e: ev.ToolCall, t: int, out: list[FinishedSpan]) -> None:
         if e.call_id in state.tools:
             return
+        if not self._generating(state):  # the model asking for a tool is model output of a new generation
+            self._release(state, out)
+            state.expect_trailing_turn_complete = False
         turn = self._turn(state, t, out)
         state.tool_call_count += 1
         attrs: Attrs = {
@@ -505,7 +567,7 @@ class SessionMachine:
             sc.VOICE_TURN_NUMBER: turn.number,
         }
         if self.options.tool_arguments and e.arguments is not None:
-            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = self._content(e.arguments)
+            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = self.content.value(e.arguments)
         # Tools may outlive their turn (a result after a barge-in): they end at their own result.
         state.tools[e.call_id] = self._child(turn.span, f"{sc.SPAN_TOOL} {e.name}", t, attrs)
 
@@ -515,14 +577,14 @@ class SessionMachine:
             return
         error = None
         if e.error is not None and e.error is not False:
-            error = self._message(e.error if isinstance(e.error, str) else _json(e.error))
+            error = self.content.message(e.error if isinstance(e.error, str) else to_json(e.error))
             tool.attributes[sc.ERROR_TYPE] = "tool_error"
             state.tool_error_count += 1
             tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_ERROR
         else:
             tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_COMPLETED
         if self.options.tool_results and e.result is not None:
-            tool.attributes[sc.GEN_AI_TOOL_CALL_RESULT] = self._content(e.result)
+            tool.attributes[sc.GEN_AI_TOOL_CALL_RESULT] = self.content.value(e.result)
         out.append(self._finish(state, tool, t, error))
 
     def _tool_cancel(self, state: SessionState, e: ev.ToolCancel, t: int, out: list[FinishedSpan]) -> None:
@@ -538,7 +600,7 @@ class SessionMachine:
         state.error_count += 1
         attrs: Attrs = {sc.EXCEPTION_TYPE: e.error_type}
         if e.message:
-            attrs[sc.EXCEPTION_MESSAGE] = self._message(e.message)
+            attrs[sc.EXCEPTION_MESSAGE] = self.content.message(e.message)
         if state.turn is not None:
             attrs[sc.VOICE_TURN_NUMBER] = state.turn.number
         self._root_event(state, SpanEvent(sc.EVENT_EXCEPTION, t, attrs))
@@ -559,41 +621,3 @@ class SessionMachine:
             _add_event(state.turn.span, event)
         else:
             self._root_event(state, event)
-
-    def _finish_root(self, state: SessionState, t: int, reason: str, extra: dict[str, Any]) -> FinishedSpan:
-        attrs = self.session_attributes(state)
-        attrs.update(self._model_attrs(state))
-        attrs.update({f"{sc.VOICE_ATTRIBUTE_PREFIX}{k}": v for k, v in state.attributes.items()})
-        if state.client_sdk:
-            attrs[sc.VOICE_CLIENT_SDK] = state.client_sdk
-        if state.user_agent:
-            attrs[sc.USER_AGENT] = state.user_agent
-        attrs.update({
-            sc.VOICE_SESSION_END_REASON: reason,
-            sc.VOICE_SESSION_TURN_COUNT: state.turn_count,
-            sc.VOICE_SESSION_INTERRUPTION_COUNT: state.interruption_count,
-            sc.VOICE_SESSION_TOOL_CALL_COUNT: state.tool_call_count,
-            sc.VOICE_SESSION_CONNECTION_COUNT: state.connection_count,
-            sc.VOICE_SESSION_ERROR_COUNT: state.error_count,
-            sc.VOICE_SESSION_TOOL_ERROR_COUNT: state.tool_error_count,
-        })
-        if state.first_audio_ms:
-            attrs[sc.VOICE_LATENCY_TTFA_P50_MS] = percentile(state.first_audio_ms, 50)
-            attrs[sc.VOICE_LATENCY_TTFA_P95_MS] = percentile(state.first_audio_ms, 95)
-        attrs.update(state.usage_total.span_attributes())
-        if state.cost_total is not None:
-            attrs.update(state.cost_total.span_attributes())
-        if self.options.transcripts and state.transcript:
-            # Whole lines are dropped from the end rather than cutting the JSON.
-            lines = list(state.transcript)
-            text = json.dumps(lines, separators=(",", ":"))
-            while lines and self.options.max_attribute_length and len(text) > self.options.max_attribute_length:
-                lines.pop()
-                text = json.dumps([*lines, {"truncated": True}], separators=(",", ":"))
-            attrs[sc.VOICE_SESSION_TRANSCRIPT] = text
-        attrs.update(extra)
-        error = f"session ended: {reason}" if reason == sc.END_ERROR else None
-        return FinishedSpan(
-            sc.SPAN_SESSION, state.trace.root_span_id, state.trace.parent_span_id, state.start_ns,
-            max(t, state.start_ns), "internal", attrs, tuple(state.root_events), error,
-        )

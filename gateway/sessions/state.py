@@ -19,6 +19,9 @@ AttrValue = str | bool | int | float | list[str]
 Attrs = dict[str, AttrValue]
 SpanKindName = Literal["internal", "client"]
 SEEN_IDS_IN_A_LIST = 32
+# Why a turn whose model side ended still holds its spans (TurnState.awaiting):
+AWAIT_TURN_COMPLETE = "turn_complete"  # interrupted while generating: the provider's trailing turn_complete
+AWAIT_PLAYBACK = "playback"  # completed while its audio still plays: a barge-in may yet cut it
 
 
 def new_span_id() -> str:
@@ -92,6 +95,10 @@ class TurnState:
     first_playback_ns: int | None = None
     finish_reason: str = "stop"
     user_audio_ms: float = 0.0  # speech durations, for estimating cost when no usage is reported
+    playback_ended: bool = False
+    end_ns: int | None = None  # set when the turn ends; its spans may wait a little longer (awaiting)
+    end_reason: str | None = None
+    awaiting: str | None = None  # AWAIT_TURN_COMPLETE or AWAIT_PLAYBACK while held
 
 
 @dataclass(slots=True)
@@ -127,6 +134,9 @@ class SessionState:
     seen_id_set: set[str] | None = None
     event_count: int = 0
     turn: TurnState | None = None
+    held: TurnState | None = None  # the previous turn, ended but not yet exported (see TurnState.awaiting)
+    expect_trailing_turn_complete: bool = False  # an interruption cut no visible generation (machine)
+    first_event_ns: int | None = None  # the session's first event time: before start_ns when a client buffered
     pending_speech: PendingSpeech | None = None
     connection: OpenSpan | None = None
     tools: dict[str, OpenSpan] = field(default_factory=dict)
@@ -150,6 +160,12 @@ class SessionState:
     end_ns: int | None = None
     ended_at_ns: int | None = None  # gateway clock, for how long the summary is kept
     summary: dict[str, object] | None = None
+
+    @property
+    def root_start_ns(self) -> int:
+        """The root starts at the session's creation, or earlier at events a client buffered before it."""
+        first = self.first_event_ns
+        return self.start_ns if first is None else min(first, self.start_ns)
 
     def has_seen(self, event_id: str) -> bool:
         return event_id in (self.seen_ids if self.seen_id_set is None else self.seen_id_set)

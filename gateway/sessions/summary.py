@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.sessions.state import SessionState
+from gateway.sessions.state import AWAIT_PLAYBACK, SessionState
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -15,13 +15,14 @@ def percentile(values: list[float], p: float) -> float:
 def summarize(state: SessionState) -> dict[str, object]:
     """The running (or final) summary of a session, as the API returns it."""
     u = state.usage_total
-    if state.turn is not None and state.turn.usage is not None:
-        u = u + state.turn.usage
+    for turn in (state.turn, state.held):
+        if turn is not None and turn.usage is not None and turn.awaiting != AWAIT_PLAYBACK:
+            u = u + turn.usage  # not yet in the total (a playing turn's is)
     end_ns = state.end_ns if state.end_ns is not None else state.last_event_ns
     return {
         "session_id": state.session_id,
         "trace_id": state.trace.trace_id,
-        "duration_ms": round((end_ns - state.start_ns) / 1e6, 3),
+        "duration_ms": round((end_ns - state.root_start_ns) / 1e6, 3),
         "end_reason": state.end_reason,
         "turns": state.turn_count,
         "interruptions": state.interruption_count,
