@@ -100,8 +100,8 @@ test("OpenAI Realtime adapter maps server and client events to the catalogue", (
   assert.deepEqual(trace.events, [
     { type: "connection.open", connection_id: "conn-1" },
     { type: "connection.setup_complete" },
-    { type: "user.speech_start" },
-    { type: "user.speech_end" },
+    { type: "user.speech_start", source: "provider_vad" },
+    { type: "user.speech_end", source: "provider_vad" },
     { type: "user.transcript", text: "Weather in Paris?", final: true },
     { type: "model.response_start" },
     { type: "tool.call", call_id: "call_1", name: "get_weather", arguments: { city: "Paris" } },
@@ -110,7 +110,7 @@ test("OpenAI Realtime adapter maps server and client events to the catalogue", (
     { type: "tool.result", call_id: "call_1", result: { temp_c: 18 } },
     { type: "model.audio_start" },
     { type: "model.playback_start", ts: 10_000 },
-    { type: "model.transcript", text: "It's 18." },
+    { type: "model.transcript", text: "It's 18.", ts: 10_000 },
     {
       type: "model.usage",
       usage: {
@@ -126,8 +126,8 @@ test("OpenAI Realtime adapter maps server and client events to the catalogue", (
     { type: "model.response_start" },
     { type: "model.audio_start" },
     { type: "model.playback_start", ts: 10_000 },
-    { type: "model.transcript", text: "Once upon" },
-    { type: "user.speech_start" },
+    { type: "user.speech_start", source: "provider_vad" },
+    { type: "model.transcript", text: "Once upon", ts: 10_000 },
     { type: "model.usage", usage: usage1 },
     { type: "model.generation_complete" },
     { type: "model.interrupted", played_ms: 640 },
