@@ -237,3 +237,32 @@ test("duration and base64 helpers", () => {
   assert.equal(base64Bytes(Buffer.alloc(4800).toString("base64")), 4800);
   assert.equal(base64Bytes(Buffer.alloc(4799).toString("base64")), 4799);
 });
+
+test("Gemini: the player stopped after the generation finished is a barge-in with played and generated ms", async () => {
+  const clock = new FakeClock(0);
+  const trace = recorderTrace(clock);
+  const player = { isPlaying: false, initialBufferTime: 0.1, addPCM16() { this.isPlaying = true; }, stop() { this.isPlaying = false; }, onComplete() {} };
+  const a = createGeminiLiveAdapter(trace, { setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout });
+  a.attachAudioStreamer(player);
+  const turn = async (ms) => {
+    a.handleServerMessage(audioMsg(ms));
+    player.addPCM16(new Uint8Array(8));
+    a.handleServerMessage({ serverContent: { generationComplete: true } });
+    a.handleServerMessage({ serverContent: { turnComplete: true } });
+  };
+  await turn(3000);
+  await clock.advance(100); // its first chunk is heard after the player's 100 ms buffer: reported then
+  await clock.advance(1000);
+  player.stop(); // the app stops its player: the user barged in 1 s into 3 s of answer
+  await turn(500);
+  await clock.advance(2000);
+  player.onComplete(); // it played out
+  player.stop(); // a later stop cuts nothing
+  const seen = trace.events.filter((e) => e.type.startsWith("model.playback") || e.type === "model.interrupted");
+  assert.deepEqual(seen, [
+    { type: "model.playback_start", ts: 100 },
+    { type: "model.interrupted", played_ms: 1000, generated_ms: 3000, ts: 1100 },
+    { type: "model.playback_start", ts: 1200 },
+    { type: "model.playback_end" },
+  ]);
+});

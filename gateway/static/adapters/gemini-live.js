@@ -20,7 +20,8 @@
  * Events emitted: connection.open / setup_complete / go_away / resumed / close, user.transcript,
  * user.speech_start / speech_end (from userSpeechStart/End), model.response_start (first server content of
  * a generation), model.audio_start (first audio chunk received), model.playback_start (first audio chunk
- * played: from the hooked audio streamer or `playbackStarted()`), model.transcript, model.generation_complete,
+ * played: from the hooked audio streamer or `playbackStarted()`), model.playback_end (its last audio played:
+ * the streamer's onComplete or `playbackEnded()`), model.transcript, model.generation_complete,
  * model.turn_complete {reason?}, model.interrupted {played_ms, generated_ms}, model.usage {usage},
  * tool.call / tool.result / tool.cancel, error.
  *
@@ -259,6 +260,17 @@ export function createGeminiLiveAdapter(trace, options = {}) {
     }),
 
     /**
+     * The player played the last audio of the finished generation (attachAudioStreamer calls it from the
+     * streamer's onComplete). Until then the gateway holds the turn: a barge-in still cuts it.
+     */
+    playbackEnded: guard(function playbackEnded(ts) {
+      const last = st.audioStarted ? null : st.lastGeneration;
+      if (!last || last.reported || last.ended || last.playbackTs == null) return;
+      last.ended = true;
+      record("model.playback_end", undefined, typeof ts === "number" ? ts : undefined);
+    }),
+
+    /**
      * The app stopped its player (the user barged in), possibly after the model finished generating: when
      * audio of the current or last generation was still unplayed, that is an interruption of its turn, with
      * played_ms and generated_ms. attachAudioStreamer calls it from the streamer's stop().
@@ -273,7 +285,7 @@ export function createGeminiLiveAdapter(trace, options = {}) {
         started = st.playbackTs;
       } else {
         const last = st.lastGeneration;
-        if (!last || last.reported) return;
+        if (!last || last.reported || last.ended) return;
         last.reported = true;
         gen = last.generatedMs;
         started = last.playbackTs;
@@ -485,9 +497,17 @@ export function createGeminiLiveAdapter(trace, options = {}) {
         return originalStop.apply(this, args);
       };
       if (originalStop) streamer.stop = wrappedStop;
+      // live-api-web-console's AudioStreamer calls onComplete when its queue has played out.
+      const originalComplete = typeof streamer.onComplete === "function" ? streamer.onComplete : null;
+      const wrappedComplete = function onComplete(...args) {
+        adapter.playbackEnded();
+        return originalComplete ? originalComplete.apply(this, args) : undefined;
+      };
+      if ("onComplete" in streamer) streamer.onComplete = wrappedComplete;
       return () => {
         if (streamer.addPCM16 === wrapped) streamer.addPCM16 = original;
         if (originalStop && streamer.stop === wrappedStop) streamer.stop = originalStop;
+        if (streamer.onComplete === wrappedComplete) streamer.onComplete = originalComplete;
       };
     }),
   };

@@ -10,6 +10,7 @@
  *   response.created                                        → model.response_start (once per turn)
  *   response.output_audio.delta (legacy response.audio.delta) → model.audio_start (first of the turn)
  *   output_audio_buffer.started (WebRTC)                    → model.audio_start + model.playback_start
+ *   output_audio_buffer.stopped (WebRTC)                    → model.playback_end (the answer played out)
  *   response.output_audio_transcript.delta (legacy response.audio_transcript.delta, text deltas)
  *                                                           → model.transcript {text}: one per response (the
  *                                                             deltas are collected, sent at its end)
@@ -146,7 +147,7 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
       return;
     }
     const last = st.lastAudio;
-    if (!last || last.reported || (itemId && last.itemId && itemId !== last.itemId)) return;
+    if (!last || last.reported || last.ended || (itemId && last.itemId && itemId !== last.itemId)) return;
     last.reported = true;
     // Cut at or after its end: the user heard it all, nothing was interrupted.
     if (last.generatedMs > 0 && audioEndMs >= last.generatedMs) return;
@@ -224,6 +225,10 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
         case "output_audio_buffer.started":
           audioStart();
           adapter.playbackStarted();
+          break;
+        case "output_audio_buffer.stopped":
+          // WebRTC: the response's audio finished playing (a cut one is reported by its truncation instead).
+          adapter.playbackEnded();
           break;
         case "response.output_audio_transcript.delta":
         case "response.audio_transcript.delta":
@@ -334,6 +339,17 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
       st.playbackReported = true;
       st.playbackTs = t;
       record("model.playback_start", undefined, t);
+    }),
+
+    /**
+     * The last audio of the answer finished playing (WebSocket apps: call it from the player; WebRTC reports it
+     * as output_audio_buffer.stopped). Until then the gateway holds the turn: a barge-in still cuts it.
+     */
+    playbackEnded: guard(function playbackEnded(ts) {
+      const last = st.turnActive ? null : st.lastAudio;
+      if (st.turnActive || !last || last.reported || last.ended) return;
+      last.ended = true;
+      record("model.playback_end", undefined, typeof ts === "number" ? ts : undefined);
     }),
 
     /** Client VAD / push-to-talk (server VAD reports speech itself). `source`: "client_vad" or "push_to_talk". */
