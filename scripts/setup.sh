@@ -31,3 +31,12 @@ if [ "${1:-}" = "--with-test-system-packages" ]; then
     fi
   fi
 fi
+
+# The providers' official client SDKs the tests drive (tests/js/package.json, exact versions, locked).
+if [ "${1:-}" = "--with-test-system-packages" ] && [ -f tests/js/package-lock.json ]; then
+  npm_stamp=tests/js/node_modules/.installed-$(sha256sum tests/js/package-lock.json | cut -c1-16)
+  if [ ! -f "$npm_stamp" ]; then
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$npm_stamp"
+  fi
+fi

@@ -350,7 +350,11 @@ export class DemoSession {
       this.client.on("toolcall", (tc) => this._runTools(tc));
       this.client.on("open", () => this._set({ connections: this.state.connections + 1 }));
       // ...and the one line that traces it.
-      this.tracer = attachGeminiLive(this.client, this.trace, { audioStreamer: this.streamer });
+      this.tracer = attachGeminiLive(this.client, this.trace, {
+        audioStreamer: this.streamer,
+        // The demo plays its script faster than real time: so does its player's initial buffer.
+        playbackDelayMs: () => (this.streamer.initialBufferTime * 1000) / (this.options.speed || 1),
+      });
       await this.client.connect(MODEL, { responseModalities: ["AUDIO"], sessionResumption: {} });
       await this._sleep(50);
       this._set({ status: "connected" });

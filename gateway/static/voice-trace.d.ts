@@ -9,12 +9,15 @@ export interface EventFields {
   "connection.go_away": { time_left_ms?: number };
   "connection.resumed": { handle?: string };
   "connection.close": { code?: number; reason?: string };
-  "user.speech_start": {};
-  "user.speech_end": {};
+  /** How speech was detected: the app's VAD (default), a push-to-talk button, or the provider's VAD relayed. */
+  "user.speech_start": { source?: SpeechSource };
+  "user.speech_end": { source?: SpeechSource };
   "user.transcript": { text: string; final?: boolean };
   "model.response_start": {};
   "model.audio_start": {};
   "model.playback_start": {};
+  /** The player played the last audio of the finished generation (until then a barge-in still cuts the turn). */
+  "model.playback_end": {};
   "model.transcript": { text: string };
   "model.generation_complete": {};
   "model.turn_complete": { reason?: string };
@@ -30,6 +33,15 @@ export interface EventFields {
 }
 
 export type EventType = keyof EventFields;
+export type SpeechSource = "client_vad" | "push_to_talk" | "provider_vad";
+/** Content kinds a session can keep: the gateway's `capture` answer lists those it keeps. */
+export type ContentKind = "transcripts" | "tool_arguments" | "tool_results";
+export declare const CONTENT_KINDS: readonly ContentKind[];
+/**
+ * The event without the words a session keeping `capture` would throw away (user transcripts keep their time
+ * with empty text, model transcripts are not sent, tool arguments/results are left out); null: send nothing.
+ */
+export declare function withoutUncaptured<E extends { type: string }>(event: E, capture: readonly string[] | null | undefined): E | null;
 export type Attributes = Record<string, string | number | boolean>;
 
 export type TraceEvent<T extends EventType = EventType> = {
@@ -161,6 +173,8 @@ export interface FromTokenOptions extends ClientOptions {
   token: string;
   traceparent?: string;
   traceId?: string;
+  /** The `capture` list of the session-creation answer your backend got (absent: everything is sent). */
+  capture?: ContentKind[];
 }
 
 export interface SessionSummary {
@@ -197,6 +211,15 @@ export declare class VoiceTrace {
   readonly idleTimeoutS: number | null;
   /** The gateway's POST /v1/sessions answer, when this client created the session. */
   readonly session: Record<string, unknown> | null;
+  /**
+   * Content kinds the session keeps (from the gateway's answer or fromToken's `capture`); null when unknown or
+   * an older gateway that does not say (then everything is sent). Words it does not keep never leave the page.
+   */
+  readonly capture: ContentKind[] | null;
+  /** Whether the session keeps this content kind (true while unknown). */
+  captures(kind: ContentKind): boolean;
+  /** Reports a problem through `onError` (adapters use kind "adapter" when they cannot see a client). */
+  reportProblem(kind: string, message: string, extra?: Record<string, unknown>): void;
   readonly stats: Readonly<VoiceTraceStats>;
   /** Events recorded and not yet acknowledged. */
   readonly pending: number;
@@ -236,6 +259,8 @@ export declare function parseRetryAfter(value: string | null | undefined, nowMs:
 export interface TraceSink {
   record(type: string, fields?: Record<string, unknown>, options?: { ts?: number }): string | null;
   now?(): number;
+  /** Where adapters report that they cannot see a client (VoiceTrace: through onError). */
+  reportProblem?(kind: string, message: string, extra?: Record<string, unknown>): void;
 }
 
 export default VoiceTrace;

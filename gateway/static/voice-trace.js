@@ -46,6 +46,37 @@ export const DEFAULTS = Object.freeze({
 });
 
 const RESERVED = new Set(["type", "id", "seq", "ts"]);
+
+/** Content kinds a session can keep (the gateway's `capture` answer), and the event fields that carry them. */
+export const CONTENT_KINDS = Object.freeze(["transcripts", "tool_arguments", "tool_results"]);
+
+/**
+ * The event without the words the session will not keep (`capture`: the kinds it keeps), or null when nothing
+ * of it is worth sending. A user transcript keeps its time (it can open a turn) with empty text; a model
+ * transcript is only words, so it is not sent at all.
+ */
+export function withoutUncaptured(event, capture) {
+  if (!Array.isArray(capture)) return event;
+  const keeps = (kind) => capture.includes(kind);
+  switch (event.type) {
+    case "user.transcript":
+      return keeps("transcripts") || event.text === "" ? event : { ...event, text: "" };
+    case "model.transcript":
+      return keeps("transcripts") ? event : null;
+    case "tool.call": {
+      if (keeps("tool_arguments") || !("arguments" in event)) return event;
+      const { arguments: _dropped, ...rest } = event;
+      return rest;
+    }
+    case "tool.result": {
+      if (keeps("tool_results") || !("result" in event || "error" in event)) return event;
+      const { result: _r, error, ...rest } = event;
+      return error !== undefined && error !== null ? { ...rest, error: "tool_error" } : rest;
+    }
+    default:
+      return event;
+  }
+}
 const FATAL_STATUSES = new Set([401, 403, 404, 410]);
 
 function utf8Length(str) {
@@ -169,6 +200,7 @@ export class VoiceTrace {
         token: options.token,
         traceparent: options.traceparent,
         trace_id: options.traceId ?? options.trace_id,
+        capture: options.capture,
       });
       client._readyResolve(client);
     } catch (e) {
@@ -206,6 +238,9 @@ export class VoiceTrace {
     this.expiresAt = null;
     this.idleTimeoutS = null;
     this.session = null; // the gateway's full response, when we created the session
+    // Content kinds the session keeps (the gateway's answer); null: not known yet, or a gateway that does not
+    // say (then everything is sent, as before). Words the session would throw away never leave the browser.
+    this.capture = null;
 
     this._instance = randomId(this._random);
     this._seq = 0;
@@ -267,6 +302,10 @@ export class VoiceTrace {
         }
       }
       if (options && typeof options.ts === "number" && Number.isFinite(options.ts)) event.ts = options.ts;
+      if (this.capture) {
+        event = withoutUncaptured(event, this.capture);
+        if (!event) return null;
+      }
       let json = JSON.stringify(event);
       let bytes = utf8Length(json);
       if (bytes > this._maxEventBytes) {
@@ -300,6 +339,16 @@ export class VoiceTrace {
       this._report("record_failed", e);
       return null;
     }
+  }
+
+  /** Whether the session keeps this content kind ("transcripts", "tool_arguments", "tool_results"). */
+  captures(kind) {
+    return !Array.isArray(this.capture) || this.capture.includes(kind);
+  }
+
+  /** Tells the app about a problem through `onError` (adapters use it when they cannot see a client). */
+  reportProblem(kind, message, extra) {
+    this._report(String(kind || "internal"), message, null, null, extra);
   }
 
   /** `mark {name, attributes?}`: a custom application event. */
@@ -469,7 +518,26 @@ export class VoiceTrace {
     this.sampled = s.sampled ?? (tp ? tp.sampled : null);
     this.expiresAt = s.expires_at ?? null;
     this.idleTimeoutS = s.idle_timeout_s ?? null;
+    if (Array.isArray(s.capture)) {
+      this.capture = s.capture.map(String);
+      this._applyCapture();
+    }
     if (this.state === "pending") this.state = "active";
+  }
+
+  /** Events queued before the session said what it keeps lose the words it would throw away. */
+  _applyCapture() {
+    const kept = [];
+    for (const it of this._queue) {
+      const event = withoutUncaptured(it.event, this.capture);
+      if (!event) continue;
+      if (event === it.event) kept.push(it);
+      else {
+        const json = JSON.stringify(event);
+        kept.push({ event, json, bytes: utf8Length(json) });
+      }
+    }
+    this._queue = kept;
   }
 
   _fail(kind, error, status, problem) {

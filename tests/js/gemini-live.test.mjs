@@ -75,7 +75,7 @@ test("Gemini adapter maps GenAILiveClient events and raw messages to the event c
   client.on("interrupted", () => (streamer.isPlaying = false));
   const appErrors = [];
   client.on("error", (e) => appErrors.push(e));
-  const tracer = attachGeminiLive(client, trace, { audioStreamer: streamer });
+  const tracer = attachGeminiLive(client, trace, { audioStreamer: streamer, setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout });
 
   await client.connect("models/gemini-live", { responseModalities: ["AUDIO"] });
   client.server({ setupComplete: {} });
@@ -104,7 +104,7 @@ test("Gemini adapter maps GenAILiveClient events and raw messages to the event c
   const t2 = clock.t;
   client.server(audioMsg(400));
   client.server(audioMsg(400));
-  clock.t += 450;
+  await clock.advance(450); // its first chunk became audible after the player's 100 ms buffer
   tracer.userSpeechStart(); // barge-in (client VAD)
   client.server({ serverContent: { interrupted: true }, usageMetadata: usage });
   client.server({ toolCallCancellation: { ids: ["fc-x"] } });
@@ -122,21 +122,21 @@ test("Gemini adapter maps GenAILiveClient events and raw messages to the event c
     { type: "connection.open", connection_id: "conn-1" },
     { type: "connection.setup_complete" },
     { type: "user.speech_start" },
-    { type: "user.transcript", text: "Weather in" },
-    { type: "user.transcript", text: " Paris?", final: true },
+    { type: "user.transcript", text: "Weather in Paris?", final: true, ts: 1000 },
     { type: "user.speech_end" },
     { type: "model.response_start" },
     { type: "tool.call", call_id: "fc-1", name: "get_weather", arguments: { city: "Paris" } },
     { type: "tool.result", call_id: "fc-1", result: { temp_c: 18 } },
     { type: "model.audio_start" },
-    { type: "model.playback_start", ts: 1600 },
-    { type: "model.transcript", text: "It's 18" },
-    { type: "model.transcript", text: "(text part)" },
+    // One transcript event per generation, not one per chunk.
+    { type: "model.transcript", text: "It's 18(text part)", ts: 1500 },
     { type: "model.generation_complete" },
     { type: "model.usage", usage },
+    // The turn ended while the first chunk waited in the player's buffer: it plays at its due time.
+    { type: "model.playback_start", ts: 1600 },
     { type: "model.turn_complete" },
     { type: "user.speech_start" },
-    { type: "user.transcript", text: "Tell me a story", final: true },
+    { type: "user.transcript", text: "Tell me a story", final: true, ts: 1500 },
     { type: "user.speech_end" },
     { type: "model.response_start" },
     { type: "model.audio_start" },
@@ -161,7 +161,7 @@ test("Gemini adapter maps GenAILiveClient events and raw messages to the event c
   tracer.detach();
   client.server({ usageMetadata: usage });
   client.emit("turncomplete");
-  assert.equal(trace.events.length, 33, "nothing after detach");
+  assert.equal(trace.events.length, 31, "nothing after detach");
 });
 
 test("Gemini adapter fed raw server messages only (no GenAILiveClient) emits the same catalogue", () => {
@@ -185,13 +185,13 @@ test("Gemini adapter fed raw server messages only (no GenAILiveClient) emits the
   assert.deepEqual(trace.events, [
     { type: "connection.open", connection_id: "conn-1" },
     { type: "connection.setup_complete" },
-    { type: "user.transcript", text: "hi", final: true },
+    { type: "user.transcript", text: "hi", final: true, ts: 0 },
     { type: "model.response_start" },
     { type: "tool.call", call_id: "c1", name: "lookup", arguments: { q: 1 } },
     { type: "tool.result", call_id: "c1", error: "backend down" },
     { type: "model.audio_start" },
     { type: "model.playback_start", ts: 0 },
-    { type: "model.transcript", text: "hello" },
+    { type: "model.transcript", text: "hello", ts: 0 },
     { type: "model.generation_complete" },
     { type: "model.usage", usage },
     { type: "model.turn_complete" },
@@ -236,4 +236,33 @@ test("duration and base64 helpers", () => {
   assert.equal(base64Bytes(Buffer.alloc(4801).toString("base64")), 4801);
   assert.equal(base64Bytes(Buffer.alloc(4800).toString("base64")), 4800);
   assert.equal(base64Bytes(Buffer.alloc(4799).toString("base64")), 4799);
+});
+
+test("Gemini: the player stopped after the generation finished is a barge-in with played and generated ms", async () => {
+  const clock = new FakeClock(0);
+  const trace = recorderTrace(clock);
+  const player = { isPlaying: false, initialBufferTime: 0.1, addPCM16() { this.isPlaying = true; }, stop() { this.isPlaying = false; }, onComplete() {} };
+  const a = createGeminiLiveAdapter(trace, { setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout });
+  a.attachAudioStreamer(player);
+  const turn = async (ms) => {
+    a.handleServerMessage(audioMsg(ms));
+    player.addPCM16(new Uint8Array(8));
+    a.handleServerMessage({ serverContent: { generationComplete: true } });
+    a.handleServerMessage({ serverContent: { turnComplete: true } });
+  };
+  await turn(3000);
+  await clock.advance(100); // its first chunk is heard after the player's 100 ms buffer: reported then
+  await clock.advance(1000);
+  player.stop(); // the app stops its player: the user barged in 1 s into 3 s of answer
+  await turn(500);
+  await clock.advance(2000);
+  player.onComplete(); // it played out
+  player.stop(); // a later stop cuts nothing
+  const seen = trace.events.filter((e) => e.type.startsWith("model.playback") || e.type === "model.interrupted");
+  assert.deepEqual(seen, [
+    { type: "model.playback_start", ts: 100 },
+    { type: "model.interrupted", played_ms: 1000, generated_ms: 3000, ts: 1100 },
+    { type: "model.playback_start", ts: 1200 },
+    { type: "model.playback_end" },
+  ]);
 });

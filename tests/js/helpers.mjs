@@ -52,8 +52,9 @@ export async function settle(rounds = 20) {
  * processes it but the response is lost), {status, headers}, or "hang" (never answers).
  */
 export class FakeGateway {
-  constructor({ token = "tok-1", sessionId = "sess-1" } = {}) {
+  constructor({ token = "tok-1", sessionId = "sess-1", capture } = {}) {
     this.token = token;
+    this.capture = capture; // the session answer's `capture` list (absent: an older gateway)
     this.sessionId = sessionId;
     this.requests = [];
     this.events = new Map(); // id → event (first delivery)
@@ -98,6 +99,7 @@ export class FakeGateway {
         token: this.token,
         expires_at: "2030-01-01T00:00:00Z",
         idle_timeout_s: 300,
+        ...(this.capture ? { capture: this.capture } : {}),
       });
     }
     const auth = headers.get("authorization");

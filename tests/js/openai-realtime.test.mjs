@@ -100,8 +100,8 @@ test("OpenAI Realtime adapter maps server and client events to the catalogue", (
   assert.deepEqual(trace.events, [
     { type: "connection.open", connection_id: "conn-1" },
     { type: "connection.setup_complete" },
-    { type: "user.speech_start" },
-    { type: "user.speech_end" },
+    { type: "user.speech_start", source: "provider_vad" },
+    { type: "user.speech_end", source: "provider_vad" },
     { type: "user.transcript", text: "Weather in Paris?", final: true },
     { type: "model.response_start" },
     { type: "tool.call", call_id: "call_1", name: "get_weather", arguments: { city: "Paris" } },
@@ -110,7 +110,7 @@ test("OpenAI Realtime adapter maps server and client events to the catalogue", (
     { type: "tool.result", call_id: "call_1", result: { temp_c: 18 } },
     { type: "model.audio_start" },
     { type: "model.playback_start", ts: 10_000 },
-    { type: "model.transcript", text: "It's 18." },
+    { type: "model.transcript", text: "It's 18.", ts: 10_000 },
     {
       type: "model.usage",
       usage: {
@@ -126,8 +126,8 @@ test("OpenAI Realtime adapter maps server and client events to the catalogue", (
     { type: "model.response_start" },
     { type: "model.audio_start" },
     { type: "model.playback_start", ts: 10_000 },
-    { type: "model.transcript", text: "Once upon" },
-    { type: "user.speech_start" },
+    { type: "user.speech_start", source: "provider_vad" },
+    { type: "model.transcript", text: "Once upon", ts: 10_000 },
     { type: "model.usage", usage: usage1 },
     { type: "model.generation_complete" },
     { type: "model.interrupted", played_ms: 640 },
@@ -175,4 +175,63 @@ test("OpenAI adapter never throws into the app", () => {
   assert.equal(ch.sent.length, 1);
   tracer.detach();
   assert.equal(ch.send, FakeChannel.prototype.send, "detach restores send");
+});
+
+test("a truncation after the response finished is a barge-in on that turn; a full play or a played-out answer is not", () => {
+  const clock = new FakeClock(0);
+  const trace = recorderTrace(clock);
+  const ch = new FakeChannel();
+  attachOpenAIRealtime(ch, trace);
+  const answer = (id, ms) => {
+    ch.server({ type: "response.created", response: { id } });
+    ch.server({ type: "response.output_audio.delta", item_id: `item_${id}`, delta: b64(ms) });
+    ch.server({ type: "response.done", response: { id, status: "completed", output: [{ type: "message" }] } });
+  };
+  answer("r1", 2000);
+  ch.server({ type: "input_audio_buffer.speech_started" });
+  ch.send(JSON.stringify({ type: "conversation.item.truncate", item_id: "item_r1", content_index: 0, audio_end_ms: 1200 }));
+  ch.server({ type: "conversation.item.truncated", item_id: "item_r1", content_index: 0, audio_end_ms: 1200 }); // the server's echo
+  answer("r2", 1000);
+  ch.send(JSON.stringify({ type: "conversation.item.truncate", item_id: "item_r2", content_index: 0, audio_end_ms: 1000 }));
+  answer("r3", 1000);
+  ch.server({ type: "output_audio_buffer.stopped", response_id: "r3" }); // WebRTC: it played out
+  ch.server({ type: "conversation.item.truncated", item_id: "item_r3", content_index: 0, audio_end_ms: 500 });
+  answer("r4", 1000);
+  // WebRTC: the server truncates by itself on a barge-in; only its event tells.
+  ch.server({ type: "conversation.item.truncated", item_id: "item_r4", content_index: 0, audio_end_ms: 250 });
+  const cuts = trace.events.filter((e) => ["model.interrupted", "model.playback_end"].includes(e.type));
+  assert.deepEqual(cuts, [
+    { type: "model.interrupted", played_ms: 1200, generated_ms: 2000 },
+    { type: "model.playback_end" },
+    { type: "model.interrupted", played_ms: 250, generated_ms: 1000 },
+  ]);
+});
+
+test("capture: the client sends no words the session does not keep", async () => {
+  const { VoiceTrace } = await import("../../gateway/static/voice-trace.js");
+  const sent = [];
+  const trace = VoiceTrace.fromToken({
+    gatewayUrl: "http://gw.test",
+    sessionId: "s1",
+    token: "t",
+    capture: ["tool_results"],
+    pageLifecycle: false,
+    onEvent: (e) => sent.push(e),
+    fetch: async () => new Response("{}", { status: 202 }),
+  });
+  trace.record("user.transcript", { text: "my card is 4111", final: true });
+  trace.record("model.transcript", { text: "noted" });
+  trace.record("tool.call", { call_id: "c", name: "pay", arguments: { card: "4111" } });
+  trace.record("tool.result", { call_id: "c", result: { ok: true } });
+  assert.deepEqual(
+    sent.map(({ id: _i, seq: _s, ts: _t, ...rest }) => rest),
+    [
+      { type: "user.transcript", text: "", final: true },
+      { type: "tool.call", call_id: "c", name: "pay" },
+      { type: "tool.result", call_id: "c", result: { ok: true } },
+    ],
+  );
+  assert.equal(trace.captures("transcripts"), false);
+  assert.equal(trace.captures("tool_results"), true);
+  trace.dispose();
 });

@@ -66,3 +66,67 @@ export function makeClock(opts, trace) {
     return Date.now();
   };
 }
+
+/**
+ * Says once, loudly, that an adapter cannot see what it needs (so the trace would be empty or wrong): through
+ * the trace client's onError (kind "adapter") and the adapter's own onError, and a console warning.
+ */
+export function makeWarner(trace, state, onError) {
+  const said = new Set();
+  return function warn(code, message) {
+    if (said.has(code)) return;
+    said.add(code);
+    const text = `[voice-trace] ${message}`;
+    try {
+      if (trace && typeof trace.reportProblem === "function") trace.reportProblem("adapter", text, { code });
+    } catch (_) {
+      /* ignore */
+    }
+    try {
+      if (typeof onError === "function") onError(new Error(text));
+    } catch (_) {
+      /* ignore */
+    }
+    try {
+      if (typeof console !== "undefined" && console.warn) console.warn(text);
+    } catch (_) {
+      /* ignore */
+    }
+    state.warnings = [...(state.warnings || []), code];
+  };
+}
+
+/**
+ * Collects streamed transcript chunks so one event goes out per utterance instead of one per delta.
+ * `flush()` records what was collected (at the first chunk's time) and empties it.
+ */
+export function makeTextBuffer(record, type, now) {
+  let text = "";
+  let ts = null;
+  let lastTs = null;
+  let final;
+  return {
+    add(chunk, isFinal) {
+      if (typeof chunk !== "string" || !chunk) return;
+      if (ts === null) ts = now();
+      lastTs = now();
+      text += chunk;
+      if (typeof isFinal === "boolean") final = isFinal;
+    },
+    /** `at`: "first" (default) or "last" chunk's time for the event. */
+    flush(at = "first") {
+      if (ts === null) return;
+      const fields = { text };
+      if (final !== undefined) fields.final = final;
+      const when = at === "last" ? lastTs : ts;
+      text = "";
+      ts = null;
+      lastTs = null;
+      final = undefined;
+      record(type, fields, when);
+    },
+    get pending() {
+      return ts !== null;
+    },
+  };
+}

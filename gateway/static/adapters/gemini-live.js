@@ -20,7 +20,8 @@
  * Events emitted: connection.open / setup_complete / go_away / resumed / close, user.transcript,
  * user.speech_start / speech_end (from userSpeechStart/End), model.response_start (first server content of
  * a generation), model.audio_start (first audio chunk received), model.playback_start (first audio chunk
- * played: from the hooked audio streamer or `playbackStarted()`), model.transcript, model.generation_complete,
+ * played: from the hooked audio streamer or `playbackStarted()`), model.playback_end (its last audio played:
+ * the streamer's onComplete or `playbackEnded()`), model.transcript, model.generation_complete,
  * model.turn_complete {reason?}, model.interrupted {played_ms, generated_ms}, model.usage {usage},
  * tool.call / tool.result / tool.cancel, error.
  *
@@ -28,7 +29,7 @@
  * break the app's own listeners).
  */
 
-import { completeAttach, makeClock, makeGuard, makeRecorder } from "./common.js";
+import { completeAttach, makeClock, makeGuard, makeRecorder, makeTextBuffer, makeWarner } from "./common.js";
 
 const MAX_REASON = 1024;
 const MAX_MESSAGE = 4096;
@@ -103,12 +104,37 @@ export function createGeminiLiveAdapter(trace, options = {}) {
     playbackTs: null,
     pendingPlaybackTs: null, // the streamer started playing before the adapter saw the audio event
     turnCompleteReason: null,
+    interruptReported: false, // this generation's interruption was reported (server or stopped player)
+    lastGeneration: null, // {playbackTs, generatedMs, reported}: a player stopped later cuts this one
+    playbackTimer: null,
+    playbackDue: null, // when the queued first chunk becomes audible (the timer reports it then)
   };
 
   const record = makeRecorder(trace, st, onInternalError);
   const guard = makeGuard(onInternalError);
+  const warn = makeWarner(trace, st, onInternalError);
+  const modelText = makeTextBuffer(record, "model.transcript", now);
+  const userText = makeTextBuffer(record, "user.transcript", now);
+  const setTimer = typeof opts.setTimeout === "function" ? opts.setTimeout : (fn, ms) => globalThis.setTimeout(fn, ms);
+  const clearTimer = typeof opts.clearTimeout === "function" ? opts.clearTimeout : (h) => globalThis.clearTimeout(h);
+
+  function cancelPlaybackTimer() {
+    if (st.playbackTimer !== null) {
+      clearTimer(st.playbackTimer);
+      st.playbackTimer = null;
+    }
+  }
 
   function resetGeneration() {
+    modelText.flush();
+    userText.flush("last");
+    // The turn ended while its first chunk waited in the player's buffer: it still plays, at its due time.
+    if (st.playbackTimer !== null && !st.interruptReported) adapter.playbackStarted(st.playbackDue);
+    cancelPlaybackTimer();
+    if (st.audioStarted) {
+      st.lastGeneration = { playbackTs: st.playbackTs, generatedMs: generatedMs(), reported: st.interruptReported };
+    }
+    st.interruptReported = false;
     st.responding = false;
     st.audioStarted = false;
     st.generatedBytes = 0;
@@ -120,6 +146,7 @@ export function createGeminiLiveAdapter(trace, options = {}) {
 
   function ensureResponse() {
     if (!st.responding) {
+      userText.flush("last");
       st.responding = true;
       record("model.response_start");
     }
@@ -192,7 +219,7 @@ export function createGeminiLiveAdapter(trace, options = {}) {
       ensureResponse();
       const parts = (content && content.modelTurn && content.modelTurn.parts) || [];
       for (const p of parts) {
-        if (p && typeof p.text === "string" && p.text && !p.thought) record("model.transcript", { text: p.text });
+        if (p && typeof p.text === "string" && p.text && !p.thought) modelText.add(p.text);
       }
     }),
 
@@ -212,19 +239,64 @@ export function createGeminiLiveAdapter(trace, options = {}) {
     }),
 
     onInterrupted: guard(function onInterrupted() {
-      const t = now();
-      const gen = generatedMs();
-      const fields = { generated_ms: gen };
-      if (st.playbackTs != null) fields.played_ms = Math.max(0, Math.min(gen, t - st.playbackTs));
-      else fields.played_ms = 0;
-      record("model.interrupted", fields);
+      modelText.flush();
+      if (!st.interruptReported) {
+        const t = now();
+        const gen = generatedMs();
+        const fields = { generated_ms: gen };
+        if (st.playbackTs != null) fields.played_ms = Math.max(0, Math.min(gen, t - st.playbackTs));
+        else fields.played_ms = 0;
+        record("model.interrupted", fields);
+        st.interruptReported = true;
+      }
       resetGeneration();
     }),
 
     onTurnComplete: guard(function onTurnComplete() {
+      // Sent as is: after an interruption the gateway takes it as the end of the turn already cut.
       const fields = st.turnCompleteReason ? { reason: String(st.turnCompleteReason).slice(0, 256) } : {};
-      record("model.turn_complete", fields);
       resetGeneration();
+      record("model.turn_complete", fields);
+    }),
+
+    /**
+     * The player played the last audio of the finished generation (attachAudioStreamer calls it from the
+     * streamer's onComplete). Until then the gateway holds the turn: a barge-in still cuts it.
+     */
+    playbackEnded: guard(function playbackEnded(ts) {
+      const last = st.audioStarted ? null : st.lastGeneration;
+      if (!last || last.reported || last.ended || last.playbackTs == null) return;
+      last.ended = true;
+      record("model.playback_end", undefined, typeof ts === "number" ? ts : undefined);
+    }),
+
+    /**
+     * The app stopped its player (the user barged in), possibly after the model finished generating: when
+     * audio of the current or last generation was still unplayed, that is an interruption of its turn, with
+     * played_ms and generated_ms. attachAudioStreamer calls it from the streamer's stop().
+     */
+    playbackStopped: guard(function playbackStopped(ts) {
+      const t = typeof ts === "number" ? ts : now();
+      let gen;
+      let started;
+      if (st.audioStarted) {
+        if (st.interruptReported) return;
+        gen = generatedMs();
+        started = st.playbackTs;
+      } else {
+        const last = st.lastGeneration;
+        if (!last || last.reported || last.ended) return;
+        last.reported = true;
+        gen = last.generatedMs;
+        started = last.playbackTs;
+      }
+      if (started == null) return; // nothing was audible yet
+      const played = Math.max(0, Math.min(gen, Math.round(t - started)));
+      if (played >= gen) return; // it had all been played: not an interruption
+      cancelPlaybackTimer();
+      modelText.flush();
+      if (st.audioStarted) st.interruptReported = true;
+      record("model.interrupted", { played_ms: played, generated_ms: gen }, t);
     }),
 
     /**
@@ -240,9 +312,8 @@ export function createGeminiLiveAdapter(trace, options = {}) {
         if (sc.turnCompleteReason) st.turnCompleteReason = sc.turnCompleteReason;
         const inT = sc.inputTranscription;
         if (inT && typeof inT.text === "string" && inT.text) {
-          const fields = { text: inT.text };
-          if (typeof inT.finished === "boolean") fields.final = inT.finished;
-          record("user.transcript", fields);
+          userText.add(inT.text, typeof inT.finished === "boolean" ? inT.finished : undefined);
+          if (inT.finished === true) userText.flush("last");
         }
         if (sc.modelTurn) {
           if (surfaced) ensureResponse();
@@ -262,9 +333,12 @@ export function createGeminiLiveAdapter(trace, options = {}) {
         const outT = sc.outputTranscription;
         if (outT && typeof outT.text === "string" && outT.text) {
           ensureResponse();
-          record("model.transcript", { text: outT.text });
+          modelText.add(outT.text);
         }
-        if (sc.generationComplete) record("model.generation_complete");
+        if (sc.generationComplete) {
+          modelText.flush();
+          record("model.generation_complete");
+        }
       }
       if (msg.toolCall && !surfaced) adapter.onToolCall(msg.toolCall);
       if (msg.toolCallCancellation && !surfaced) adapter.onToolCallCancellation(msg.toolCallCancellation);
@@ -282,19 +356,66 @@ export function createGeminiLiveAdapter(trace, options = {}) {
       if (sru && sru.newHandle && sru.resumable !== false) st.latestHandle = sru.newHandle;
     }),
 
-    /** Client VAD or push-to-talk: the user started speaking. */
-    userSpeechStart: guard(function userSpeechStart(ts) {
+    /** Client VAD or push-to-talk (`source`: "client_vad", the default, or "push_to_talk"): speech started. */
+    userSpeechStart: guard(function userSpeechStart(ts, source) {
       if (st.speaking) return;
       st.speaking = true;
-      record("user.speech_start", undefined, ts);
+      record("user.speech_start", source ? { source } : undefined, ts);
     }),
 
     /** Client VAD or push-to-talk: the user stopped speaking. */
-    userSpeechEnd: guard(function userSpeechEnd(ts) {
+    userSpeechEnd: guard(function userSpeechEnd(ts, source) {
       if (!st.speaking) return;
       st.speaking = false;
-      record("user.speech_end", undefined, ts);
+      record("user.speech_end", source ? { source } : undefined, ts);
     }),
+
+    /** Says once (onError and console.warn) that the adapter cannot see what it needs. */
+    warn,
+
+    /**
+     * For `ai.live.connect({model, config, callbacks})` without a GenAILiveClient: returns callbacks that feed
+     * the adapter, then call yours. `info.resumeHandle`: the handle this connection resumes with.
+     */
+    wrapCallbacks(callbacks = {}, info = {}) {
+      const app = callbacks || {};
+      const call = (name, arg) => (typeof app[name] === "function" ? app[name](arg) : undefined);
+      return {
+        ...app,
+        onopen: () => {
+          adapter.onOpen({ resumeHandle: info.resumeHandle || null });
+          return call("onopen");
+        },
+        onmessage: (message) => {
+          adapter.handleServerMessage(message);
+          return call("onmessage", message);
+        },
+        onerror: (e) => {
+          adapter.onError(e);
+          return call("onerror", e);
+        },
+        onclose: (e) => {
+          adapter.onClose(e);
+          return call("onclose", e);
+        },
+      };
+    },
+
+    /** Wraps the connected session's sendToolResponse so tool results are recorded; returns the session. */
+    wrapSession(session) {
+      try {
+        if (session && typeof session.sendToolResponse === "function") {
+          const original = session.sendToolResponse;
+          session.sendToolResponse = function sendToolResponse(params, ...rest) {
+            adapter.onToolResponse(params);
+            return original.call(this, params, ...rest);
+          };
+        } else warn("no_tool_responses", "Gemini Live session has no sendToolResponse(): tool results are not traced");
+      } catch (e) {
+        if (onInternalError) onInternalError(e);
+      }
+      return session;
+    },
 
     /** A tool finished; `error` (string or object) when it failed. */
     toolResult: guard(function toolResult(callId, result, error) {
@@ -322,6 +443,7 @@ export function createGeminiLiveAdapter(trace, options = {}) {
      */
     playbackStarted: guard(function playbackStarted(ts) {
       if (st.playbackReported) return;
+      cancelPlaybackTimer();
       const t = typeof ts === "number" ? ts : now();
       if (!st.audioStarted) {
         st.pendingPlaybackTs = t;
@@ -349,10 +471,19 @@ export function createGeminiLiveAdapter(trace, options = {}) {
         }
         const out = original.apply(this, args);
         try {
-          if (!st.playbackReported) {
+          if (!st.playbackReported && st.playbackTimer === null) {
             const bufferS = typeof streamer.initialBufferTime === "number" ? streamer.initialBufferTime : 0.1;
-            const delay = wasPlaying ? 0 : opts.playbackDelayMs ?? Math.round(bufferS * 1000);
-            adapter.playbackStarted(now() + delay);
+            const configured = typeof opts.playbackDelayMs === "function" ? opts.playbackDelayMs() : opts.playbackDelayMs;
+            const delay = wasPlaying ? 0 : configured ?? Math.round(bufferS * 1000);
+            // Reported when it becomes audible, not predicted: a stop before then means nothing was heard.
+            if (delay <= 0) adapter.playbackStarted(now());
+            else {
+              st.playbackDue = now() + delay;
+              st.playbackTimer = setTimer(() => {
+                st.playbackTimer = null;
+                adapter.playbackStarted(now());
+              }, delay);
+            }
           }
         } catch (_) {
           /* never into the app */
@@ -360,8 +491,23 @@ export function createGeminiLiveAdapter(trace, options = {}) {
         return out;
       };
       streamer.addPCM16 = wrapped;
+      const originalStop = typeof streamer.stop === "function" ? streamer.stop : null;
+      const wrappedStop = function stop(...args) {
+        adapter.playbackStopped();
+        return originalStop.apply(this, args);
+      };
+      if (originalStop) streamer.stop = wrappedStop;
+      // live-api-web-console's AudioStreamer calls onComplete when its queue has played out.
+      const originalComplete = typeof streamer.onComplete === "function" ? streamer.onComplete : null;
+      const wrappedComplete = function onComplete(...args) {
+        adapter.playbackEnded();
+        return originalComplete ? originalComplete.apply(this, args) : undefined;
+      };
+      if ("onComplete" in streamer) streamer.onComplete = wrappedComplete;
       return () => {
         if (streamer.addPCM16 === wrapped) streamer.addPCM16 = original;
+        if (originalStop && streamer.stop === wrappedStop) streamer.stop = originalStop;
+        if (streamer.onComplete === wrappedComplete) streamer.onComplete = originalComplete;
       };
     }),
   };
@@ -381,9 +527,54 @@ const CLIENT_EVENTS = {
   audio: "onAudio",
 };
 
+/** A client that already connected handed its message handler to the SDK: wrapping it now is too late. */
+function looksConnected(client) {
+  try {
+    return client.status === "connected" || !!client.session || !!client._session;
+  } catch (_) {
+    return false;
+  }
+}
+
+/**
+ * Raw server messages carry what the client's events drop (usage, transcriptions, generationComplete, goAway,
+ * resumption). live-api-web-console's client names its handler `onmessage`; other GenAILiveClients name it
+ * `onMessage` and bind it inside connect(). Either is wrapped on the instance, so connect() hands the wrapper to
+ * the SDK.
+ */
+function hookRawMessages(client, adapter, undo) {
+  const name = typeof client.onmessage === "function" ? "onmessage" : typeof client.onMessage === "function" ? "onMessage" : null;
+  if (!name) {
+    adapter.warn(
+      "no_raw_messages",
+      "attachGeminiLive: the client has no onmessage/onMessage handler; usage, transcripts, generationComplete, " +
+        "goAway and resumption are not traced (feed raw messages to adapter.handleServerMessage)",
+    );
+    return;
+  }
+  if (looksConnected(client)) {
+    adapter.warn(
+      "attached_after_connect",
+      "attachGeminiLive: the client is already connected; attach before connect() or usage and transcripts are lost",
+    );
+  }
+  const hadOwn = Object.prototype.hasOwnProperty.call(client, name);
+  const original = client[name];
+  const wrapped = function (message, ...rest) {
+    adapter.handleServerMessage(message, { surfaced: true });
+    return original.call(this, message, ...rest);
+  };
+  client[name] = wrapped;
+  undo.push(() => {
+    if (client[name] !== wrapped) return;
+    if (hadOwn) client[name] = original;
+    else delete client[name];
+  });
+}
+
 /**
  * Attaches to a GenAILiveClient-shaped client. Options: `audioStreamer` (hook its first playback),
- * `rawMessages` (default true: wrap `client.onmessage`), `toolResponses` (default true: wrap
+ * `rawMessages` (default true: wrap `client.onmessage` or `client.onMessage`), `toolResponses` (default true: wrap
  * `client.sendToolResponse`), plus createGeminiLiveAdapter's options. Returns the adapter with `detach()`.
  */
 export function attachGeminiLive(client, trace, options = {}) {
@@ -408,17 +599,7 @@ export function attachGeminiLive(client, trace, options = {}) {
       client.on(event, handler);
       undo.push(() => (client.off || client.removeListener).call(client, event, handler));
     }
-    if (options.rawMessages !== false && typeof client.onmessage === "function") {
-      const original = client.onmessage;
-      const wrapped = function onmessage(message, ...rest) {
-        adapter.handleServerMessage(message, { surfaced: true });
-        return original.call(this, message, ...rest);
-      };
-      client.onmessage = wrapped;
-      undo.push(() => {
-        if (client.onmessage === wrapped) client.onmessage = original;
-      });
-    }
+    if (options.rawMessages !== false) hookRawMessages(client, adapter, undo);
     if (options.toolResponses !== false && typeof client.sendToolResponse === "function") {
       const original = client.sendToolResponse;
       const wrapped = function sendToolResponse(toolResponse, ...rest) {

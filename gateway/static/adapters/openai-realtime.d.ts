@@ -10,7 +10,7 @@ export interface OpenAIAdapterOptions {
 }
 
 export interface AttachOpenAIOptions extends OpenAIAdapterOptions {
-  /** Wrap channel.send to see tool outputs and truncation (default true). */
+  /** Wrap send / sendEvent to see tool outputs and truncation (default true). */
   clientEvents?: boolean;
 }
 
@@ -19,6 +19,29 @@ export interface RealtimeChannelLike extends EventTarget {
   readyState?: string | number;
   send?(data: string): void;
 }
+
+/** @openai/agents-realtime's transport (OpenAIRealtimeWebSocket, OpenAIRealtimeWebRTC): raw events as `*`. */
+export interface RealtimeTransportLike {
+  on(event: string, fn: (...args: any[]) => void): unknown;
+  off?(event: string, fn: (...args: any[]) => void): unknown;
+  sendEvent(event: Record<string, unknown>): void;
+  status?: string;
+}
+
+/** @openai/agents-realtime's RealtimeSession. */
+export interface RealtimeSessionLike {
+  readonly transport: RealtimeTransportLike;
+}
+
+/** The `openai` package's OpenAIRealtimeWS / OpenAIRealtimeWebSocket. */
+export interface OpenAIRealtimeClientLike {
+  on(event: string, fn: (...args: any[]) => void): unknown;
+  off?(event: string, fn: (...args: any[]) => void): unknown;
+  send(event: Record<string, unknown>): void;
+  socket: unknown;
+}
+
+export type RealtimeTarget = RealtimeSessionLike | RealtimeTransportLike | OpenAIRealtimeClientLike | RealtimeChannelLike;
 
 export interface OpenAIRealtimeAdapter {
   readonly state: Record<string, unknown>;
@@ -31,11 +54,15 @@ export interface OpenAIRealtimeAdapter {
   handleClientEvent(event: string | { type: string; [k: string]: unknown }): void;
   toolResult(callId: string, result?: unknown, error?: unknown): void;
   playbackStarted(ts?: number): void;
-  userSpeechStart(ts?: number): void;
-  userSpeechEnd(ts?: number): void;
+  /** The answer's last audio played out (WebSocket apps: from the player; WebRTC: output_audio_buffer.stopped). */
+  playbackEnded(ts?: number): void;
+  userSpeechStart(ts?: number, source?: "client_vad" | "push_to_talk"): void;
+  userSpeechEnd(ts?: number, source?: "client_vad" | "push_to_talk"): void;
+  /** Says once (trace onError and console.warn) that the adapter cannot see what it needs. */
+  warn(code: string, message: string): void;
   detach(): void;
 }
 
 export declare function createOpenAIRealtimeAdapter(trace: TraceSink, options?: OpenAIAdapterOptions): OpenAIRealtimeAdapter;
-export declare function attachOpenAIRealtime(channel: RealtimeChannelLike, trace: TraceSink, options?: AttachOpenAIOptions): OpenAIRealtimeAdapter;
+export declare function attachOpenAIRealtime(target: RealtimeTarget, trace: TraceSink, options?: AttachOpenAIOptions): OpenAIRealtimeAdapter;
 export default attachOpenAIRealtime;

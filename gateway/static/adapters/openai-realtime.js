@@ -5,12 +5,15 @@
  * catalogue (DESIGN §4):
  *
  *   input_audio_buffer.speech_started / speech_stopped      → user.speech_start / user.speech_end
+ *                                                             {source: "provider_vad"} (server VAD)
  *   conversation.item.input_audio_transcription.completed   → user.transcript {text, final: true}
  *   response.created                                        → model.response_start (once per turn)
  *   response.output_audio.delta (legacy response.audio.delta) → model.audio_start (first of the turn)
  *   output_audio_buffer.started (WebRTC)                    → model.audio_start + model.playback_start
+ *   output_audio_buffer.stopped (WebRTC)                    → model.playback_end (the answer played out)
  *   response.output_audio_transcript.delta (legacy response.audio_transcript.delta, text deltas)
- *                                                           → model.transcript {text}
+ *                                                           → model.transcript {text}: one per response (the
+ *                                                             deltas are collected, sent at its end)
  *   response.function_call_arguments.done                   → tool.call {call_id, name, arguments}
  *   response.done                                           → model.usage {usage} (summed over the turn's
  *                                                             responses), model.generation_complete, then
@@ -19,13 +22,20 @@
  *                                                             the tool output), else model.turn_complete
  *   error, ...transcription.failed                          → error
  * and client events the app sends: conversation.item.create with a function_call_output → tool.result;
- * conversation.item.truncate {audio_end_ms} gives the interruption's played_ms.
+ * conversation.item.truncate {audio_end_ms} gives the interruption's played_ms. A truncation after the
+ * response finished (the user barged in while the player still played it) is reported as model.interrupted
+ * {played_ms, generated_ms} at that moment, as is a server `conversation.item.truncated` nobody else reported.
  *
- *   const tracer = attachOpenAIRealtime(dataChannel, trace);   // or a WebSocket; wraps send() too
+ * `attachOpenAIRealtime(target, trace)` takes what the app holds:
+ *   - `@openai/agents-realtime`'s RealtimeSession, or its transport (OpenAIRealtimeWebSocket / WebRTC): listens
+ *     to the transport's raw `*` events and wraps its `sendEvent`;
+ *   - the `openai` package's OpenAIRealtimeWS / OpenAIRealtimeWebSocket: listens to `event`, wraps `send`;
+ *   - an RTCDataChannel ("oai-events") or a WebSocket: listens to `message`, wraps `send`.
+ * Anything else is reported once through the trace's onError and console.warn, never silently ignored.
  *   // or: const tracer = createOpenAIRealtimeAdapter(trace); ws.onmessage = (e) => tracer.handleServerEvent(e.data)
  */
 
-import { completeAttach, makeClock, makeGuard, makeRecorder } from "./common.js";
+import { completeAttach, makeClock, makeGuard, makeRecorder, makeTextBuffer, makeWarner } from "./common.js";
 
 const MAX_MESSAGE = 4096;
 
@@ -74,12 +84,20 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
     usage: null,
     interrupted: false,
     toolNames: new Map(),
+    // The audio item of the last response, kept after its turn ended: a truncation that comes later (the
+    // player still played it) is a barge-in on that turn.
+    lastAudio: null, // {itemId, generatedMs, playbackTs, reported}
+    audioItemId: null,
   };
 
   const record = makeRecorder(trace, st, onInternalError);
   const guard = makeGuard(onInternalError);
+  const warn = makeWarner(trace, st, onInternalError);
+  const transcript = makeTextBuffer(record, "model.transcript", now);
 
   function resetTurn() {
+    transcript.flush();
+    st.audioItemId = null;
     st.turnActive = false;
     st.audioStarted = false;
     st.generatedBytes = 0;
@@ -107,6 +125,7 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
 
   function interrupted() {
     if (st.interrupted) return;
+    transcript.flush();
     const gen = generatedMs();
     const fields = {};
     if (st.generatedBytes) fields.generated_ms = gen;
@@ -116,7 +135,23 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
       fields.played_ms = st.generatedBytes ? Math.min(played, gen) : played;
     } else if (st.audioStarted) fields.played_ms = 0;
     record("model.interrupted", fields);
+    if (st.lastAudio) st.lastAudio.reported = true;
     resetTurn();
+  }
+
+  /** The response's audio item was cut at `audioEndMs` (the app's truncate, or the server's truncated). */
+  function truncated(itemId, audioEndMs) {
+    if (st.turnActive) {
+      // Still generating: the response.done {status: "cancelled"} that follows reports it, with this played_ms.
+      st.truncateMs = audioEndMs;
+      return;
+    }
+    const last = st.lastAudio;
+    if (!last || last.reported || last.ended || (itemId && last.itemId && itemId !== last.itemId)) return;
+    last.reported = true;
+    // Cut at or after its end: the user heard it all, nothing was interrupted.
+    if (last.generatedMs > 0 && audioEndMs >= last.generatedMs) return;
+    record("model.interrupted", { played_ms: audioEndMs, generated_ms: last.generatedMs });
   }
 
   const adapter = {
@@ -159,10 +194,13 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
           }
           break;
         case "input_audio_buffer.speech_started":
-          record("user.speech_start");
+          record("user.speech_start", { source: "provider_vad" });
           break;
         case "input_audio_buffer.speech_stopped":
-          record("user.speech_end");
+          record("user.speech_end", { source: "provider_vad" });
+          break;
+        case "conversation.item.truncated":
+          if (typeof ev.audio_end_ms === "number") truncated(ev.item_id, ev.audio_end_ms);
           break;
         case "conversation.item.input_audio_transcription.completed":
           if (typeof ev.transcript === "string" && ev.transcript) {
@@ -181,11 +219,16 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
         case "response.output_audio.delta":
         case "response.audio.delta":
           audioStart();
+          if (ev.item_id) st.audioItemId = ev.item_id;
           st.generatedBytes += base64Bytes(ev.delta);
           break;
         case "output_audio_buffer.started":
           audioStart();
           adapter.playbackStarted();
+          break;
+        case "output_audio_buffer.stopped":
+          // WebRTC: the response's audio finished playing (a cut one is reported by its truncation instead).
+          adapter.playbackEnded();
           break;
         case "response.output_audio_transcript.delta":
         case "response.audio_transcript.delta":
@@ -196,8 +239,14 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
               st.turnActive = true;
               record("model.response_start");
             }
-            record("model.transcript", { text: ev.delta });
+            transcript.add(ev.delta);
           }
+          break;
+        case "response.output_audio_transcript.done":
+        case "response.audio_transcript.done":
+        case "response.output_text.done":
+        case "response.text.done":
+          transcript.flush();
           break;
         case "response.output_item.added":
         case "response.output_item.done":
@@ -220,6 +269,10 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
         }
         case "response.done": {
           const r = ev.response || {};
+          transcript.flush();
+          if (st.generatedBytes) {
+            st.lastAudio = { itemId: st.audioItemId, generatedMs: generatedMs(), playbackTs: st.playbackTs, reported: false };
+          }
           if (r.usage) {
             st.usage = sumUsage(st.usage, r.usage);
             record("model.usage", { usage: st.usage });
@@ -266,7 +319,7 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
       if (ev.type === "conversation.item.create" && ev.item && ev.item.type === "function_call_output") {
         adapter.toolResult(ev.item.call_id, parseMaybeJson(ev.item.output));
       } else if (ev.type === "conversation.item.truncate" && typeof ev.audio_end_ms === "number") {
-        st.truncateMs = ev.audio_end_ms;
+        truncated(ev.item_id, ev.audio_end_ms);
       }
     }),
 
@@ -288,44 +341,160 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
       record("model.playback_start", undefined, t);
     }),
 
-    /** Client VAD / push-to-talk (server VAD reports speech itself). */
-    userSpeechStart: guard(function userSpeechStart(ts) {
-      record("user.speech_start", undefined, ts);
+    /**
+     * The last audio of the answer finished playing (WebSocket apps: call it from the player; WebRTC reports it
+     * as output_audio_buffer.stopped). Until then the gateway holds the turn: a barge-in still cuts it.
+     */
+    playbackEnded: guard(function playbackEnded(ts) {
+      const last = st.turnActive ? null : st.lastAudio;
+      if (st.turnActive || !last || last.reported || last.ended) return;
+      last.ended = true;
+      record("model.playback_end", undefined, typeof ts === "number" ? ts : undefined);
     }),
-    userSpeechEnd: guard(function userSpeechEnd(ts) {
-      record("user.speech_end", undefined, ts);
+
+    /** Client VAD / push-to-talk (server VAD reports speech itself). `source`: "client_vad" or "push_to_talk". */
+    userSpeechStart: guard(function userSpeechStart(ts, source) {
+      record("user.speech_start", source ? { source } : undefined, ts);
     }),
+    userSpeechEnd: guard(function userSpeechEnd(ts, source) {
+      record("user.speech_end", source ? { source } : undefined, ts);
+    }),
+
+    /** Says once (onError and console.warn) that the adapter cannot see what it needs. */
+    warn,
   };
   return adapter;
 }
 
+/** What kind of object the app handed us: each is hooked its own way. */
+function kindOf(target) {
+  if (!target || (typeof target !== "object" && typeof target !== "function")) return null;
+  let transport;
+  try {
+    transport = target.transport;
+  } catch (_) {
+    transport = undefined;
+  }
+  if (transport && typeof transport.on === "function" && typeof transport.sendEvent === "function") return "session";
+  if (typeof target.on === "function" && typeof target.sendEvent === "function") return "transport";
+  if (typeof target.on === "function" && typeof target.send === "function" && "socket" in target) return "openai-ws";
+  if (typeof target.addEventListener === "function") return "channel";
+  return null;
+}
+
+function wrapMethod(obj, name, before, undo) {
+  const original = obj[name];
+  if (typeof original !== "function") return false;
+  const wrapped = function (...args) {
+    before(args[0]);
+    return original.apply(this, args);
+  };
+  obj[name] = wrapped;
+  undo.push(() => {
+    if (obj[name] === wrapped) obj[name] = original;
+  });
+  return true;
+}
+
+function listen(emitter, type, fn, undo) {
+  emitter.on(type, fn);
+  undo.push(() => (emitter.off || emitter.removeListener || (() => {})).call(emitter, type, fn));
+}
+
+/** @openai/agents-realtime transport (WebSocket or WebRTC): raw server events come as `*`. */
+function hookTransport(transport, adapter, options, undo) {
+  listen(transport, "*", (ev) => adapter.handleServerEvent(ev), undo);
+  listen(transport, "connected", () => adapter.onOpen(), undo);
+  listen(transport, "disconnected", () => adapter.onClose(), undo);
+  // Server `error` events come through `*` too; only failures of the transport itself are recorded here.
+  listen(
+    transport,
+    "error",
+    (e) => {
+      const inner = e && e.error;
+      if (inner && typeof inner === "object" && inner.type === "error") return;
+      adapter.onError(inner || e);
+    },
+    undo,
+  );
+  if (transport.status === "connected") adapter.onOpen();
+  if (options.clientEvents !== false && !wrapMethod(transport, "sendEvent", (ev) => adapter.handleClientEvent(ev), undo)) {
+    adapter.warn("no_send", "OpenAI Realtime transport has no sendEvent(): tool results and truncations are not traced");
+  }
+}
+
+/** The `openai` package's OpenAIRealtimeWS (node) / OpenAIRealtimeWebSocket (browser). */
+function hookOpenAIWs(rt, adapter, options, undo) {
+  listen(rt, "event", (ev) => adapter.handleServerEvent(ev), undo);
+  // Server `error` events come through `event` too (the client re-emits them as OpenAIRealtimeError with .error).
+  listen(
+    rt,
+    "error",
+    (e) => {
+      if (e && e.error) return;
+      adapter.onError(e);
+    },
+    undo,
+  );
+  const socket = rt.socket;
+  if (socket && typeof socket.addEventListener === "function") {
+    const onOpen = () => adapter.onOpen();
+    const onClose = (e) => adapter.onClose(e);
+    socket.addEventListener("open", onOpen);
+    socket.addEventListener("close", onClose);
+    undo.push(() => {
+      socket.removeEventListener("open", onOpen);
+      socket.removeEventListener("close", onClose);
+    });
+    if (socket.readyState === 1) adapter.onOpen();
+  } else {
+    adapter.warn("no_socket", "OpenAI Realtime client has no socket: connections are not traced");
+  }
+  if (options.clientEvents !== false) wrapMethod(rt, "send", (ev) => adapter.handleClientEvent(ev), undo);
+}
+
+/** An RTCDataChannel ("oai-events") or a WebSocket. */
+function hookChannel(channel, adapter, options, undo) {
+  const on = (type, fn) => {
+    channel.addEventListener(type, fn);
+    undo.push(() => channel.removeEventListener(type, fn));
+  };
+  on("message", (e) => adapter.handleServerEvent(e && e.data));
+  on("open", () => adapter.onOpen());
+  on("close", (e) => adapter.onClose(e));
+  on("error", (e) => adapter.onError(e));
+  if (channel.readyState === "open" || channel.readyState === 1) adapter.onOpen();
+  if (options.clientEvents !== false) wrapMethod(channel, "send", (ev) => adapter.handleClientEvent(ev), undo);
+}
+
 /**
- * Attaches to an RTCDataChannel ("oai-events") or a WebSocket speaking the Realtime protocol: listens to its
- * messages, open, close and error, and wraps `send` to see tool outputs. Returns the adapter with `detach()`.
+ * Attaches to what the app holds: a RealtimeSession or its transport (@openai/agents-realtime), the `openai`
+ * package's realtime client, an RTCDataChannel ("oai-events") or a WebSocket. Attach before connecting (a
+ * transport that is already connected is taken as one open connection). Returns the adapter with `detach()`.
  */
-export function attachOpenAIRealtime(channel, trace, options = {}) {
+export function attachOpenAIRealtime(target, trace, options = {}) {
   const adapter = createOpenAIRealtimeAdapter(trace, options);
   const undo = [];
   try {
-    const on = (type, fn) => {
-      channel.addEventListener(type, fn);
-      undo.push(() => channel.removeEventListener(type, fn));
-    };
-    on("message", (e) => adapter.handleServerEvent(e && e.data));
-    on("open", () => adapter.onOpen());
-    on("close", (e) => adapter.onClose(e));
-    on("error", (e) => adapter.onError(e));
-    if (channel.readyState === "open" || channel.readyState === 1) adapter.onOpen();
-    if (options.clientEvents !== false && typeof channel.send === "function") {
-      const original = channel.send;
-      const wrapped = function send(data, ...rest) {
-        adapter.handleClientEvent(data);
-        return original.call(this, data, ...rest);
-      };
-      channel.send = wrapped;
-      undo.push(() => {
-        if (channel.send === wrapped) channel.send = original;
-      });
+    switch (kindOf(target)) {
+      case "session":
+        hookTransport(target.transport, adapter, options, undo);
+        break;
+      case "transport":
+        hookTransport(target, adapter, options, undo);
+        break;
+      case "openai-ws":
+        hookOpenAIWs(target, adapter, options, undo);
+        break;
+      case "channel":
+        hookChannel(target, adapter, options, undo);
+        break;
+      default:
+        adapter.warn(
+          "unknown_target",
+          "attachOpenAIRealtime: not a RealtimeSession, a realtime transport, an OpenAIRealtimeWS, a data channel " +
+            "or a WebSocket; nothing will be traced",
+        );
     }
   } catch (e) {
     return completeAttach(adapter, undo, e, options.onError);
