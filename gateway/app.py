@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from gateway import semconv as sc
 from gateway.analytics.voice_metrics import VoiceMetrics
 from gateway.api import compat, routes, ui
+from gateway.api import recordings as recording_routes
 from gateway.api.http import JSONResponse
 from gateway.delivery.export_queue import RetryingBatchProcessor
 from gateway.delivery.recent import RecentTraces
@@ -30,6 +31,7 @@ from gateway.errors import RequestError
 from gateway.limits import IngestGuard
 from gateway.metrics import GatewayMetrics
 from gateway.otel_config import Telemetry, load_telemetry
+from gateway.recordings.service import Recordings
 from gateway.security import cors_origin_regex
 from gateway.service import SessionService
 from gateway.sessions.store import SessionStore, open_store
@@ -52,6 +54,18 @@ async def sweep_forever(service: SessionService, interval_s: float) -> None:
             await service.sweep()
         except Exception:
             log.exception("idle sweep failed; retrying next interval")
+
+
+RECORDING_SWEEP_INTERVAL_S = 3600.0
+
+
+async def sweep_recordings_forever(recordings: Recordings) -> None:
+    while True:
+        try:
+            await recordings.sweep()
+        except Exception:
+            log.exception("recording retention sweep failed; retrying next interval")
+        await asyncio.sleep(RECORDING_SWEEP_INTERVAL_S)
 
 
 def create_app(
@@ -78,6 +92,7 @@ def create_app(
     service = SessionService(settings, store or open_store(settings.session_store), emitter, metrics,
                              clock=clock or time.time_ns,
                              voice_metrics=voice)
+    recordings = Recordings(settings, service.store, metrics.registry, clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -88,6 +103,7 @@ def create_app(
         gc.set_threshold(10_000, 20, 20)
         interval = min(settings.sweep_interval_s, max(settings.session_idle_timeout_s / 4, 0.05))
         sweeper = asyncio.create_task(sweep_forever(service, interval))
+        recording_sweeper = asyncio.create_task(sweep_recordings_forever(recordings)) if recordings.enabled else None
         app.state.ready, app.state.draining = True, False
         log.info("voice trace gateway ready: %s", telemetry.describe()["exporters"])
         try:
@@ -97,9 +113,11 @@ def create_app(
             # (gateway/__main__.py), while the listener still took probes. Under plain `uvicorn
             # gateway.app:create_app --factory` there is no drain period: uvicorn has closed its sockets by now.
             app.state.draining = True
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, recording_sweeper):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if service.store.durable:
                 # Sessions outlive this process: a restart, or another replica, carries them on.
                 log.info("shutdown: open sessions stay in the %s store; flushing exporters", settings.session_store)
@@ -137,7 +155,7 @@ def create_app(
             allow_credentials=False, max_age=600,
         ))
     app = Starlette(
-        routes=[*routes.routes, *compat.routes, *ui.routes,
+        routes=[*routes.routes, *recording_routes.routes, *compat.routes, *ui.routes,
                 Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
         middleware=middleware,
         lifespan=lifespan,
@@ -147,6 +165,7 @@ def create_app(
     if pricer is not None:
         metrics.unpriced_turns.set_function(lambda: sum(pricer.unknown_models.values()))
     app.state.service = service
+    app.state.recordings = recordings
     app.state.guard = IngestGuard(settings)
     app.state.telemetry = telemetry
     app.state.recent = recent

@@ -27,10 +27,19 @@ from gateway.analytics.pricing import Pricer
 from gateway.analytics.voice_metrics import VoiceMetrics, session_labels
 from gateway.errors import Conflict, FieldError, NotFound, Overloaded, RequestError, ValidationFailed
 from gateway.metrics import GatewayMetrics
+from gateway.recordings import service as recordings
+from gateway.recordings.trace import annotate as annotate_recording
 from gateway.redact import Redactor
 from gateway.security import ApiKeys, TokenSigner
 from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
-from gateway.sessions.state import FinishedSpan, SessionState, TraceRef, new_span_id, new_trace_id
+from gateway.sessions.state import (
+    FinishedSpan,
+    RecordingState,
+    SessionState,
+    TraceRef,
+    new_span_id,
+    new_trace_id,
+)
 from gateway.sessions.store import SessionStore
 from gateway.sessions.summary import summarize
 from gateway.settings import GatewaySettings
@@ -105,6 +114,7 @@ class SessionService:
         self.clock = clock
         self.signer = TokenSigner(settings.signing_key, settings.effective_token_ttl_s, settings.previous_signing_keys)
         self.api_keys = ApiKeys(settings.api_keys)
+        self.recording_links = recordings.links_for(settings)
         self.machine = SessionMachine(MachineOptions(
             transcripts=settings.captures("transcripts"),
             tool_arguments=settings.captures("tool_arguments"),
@@ -144,6 +154,7 @@ class SessionService:
             attributes=dict(req.attributes),
             client_sdk=_shared(req.client.sdk) if req.client else None,
             user_agent=_shared(req.client.user_agent) if req.client else None,
+            recording=RecordingState() if recordings.recording_allowed(self.settings, req.record_audio) else None,
         )
         if not await self.store.create(state):
             raise Conflict(f"session {state.session_id!r} already exists",
@@ -163,6 +174,7 @@ class SessionService:
             "token": token.token,
             "expires_at": token.expires_at,
             "idle_timeout_s": self.settings.session_idle_timeout_s,
+            "recording": recordings.session_answer(self.settings, req.record_audio),
         }
 
     # -- ingest ---------------------------------------------------------------------------------------
@@ -242,6 +254,7 @@ class SessionService:
     def _hold_or_emit(self, state: SessionState, spans: list[FinishedSpan], ended: bool = False) -> Emission:
         """What leaves for the exporters now. An unsampled session under the keep-errored rule holds its
         spans in its state until its end decides: sent whole if it had an error, dropped otherwise."""
+        annotate_recording(state, spans, self.recording_links)
         labels = session_labels(state.provider, state.model, state.agent)
         trace = state.trace
         if trace.sampled or not self.settings.keep_errored_sessions:

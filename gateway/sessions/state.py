@@ -106,6 +106,16 @@ class PendingSpeech:
 
 
 @dataclass(slots=True)
+class RecordingState:
+    """A call recording the operator allows and the app consented to (gateway/recordings)."""
+
+    started_ms: float | None = None  # client clock, from the first chunk
+    chunks: int = 0  # chunks stored: the next one expected has this number
+    bytes: int = 0
+    content_type: str | None = None
+
+
+@dataclass(slots=True)
 class SessionState:
     session_id: str
     trace: TraceRef
@@ -150,6 +160,7 @@ class SessionState:
     end_ns: int | None = None
     ended_at_ns: int | None = None  # gateway clock, for how long the summary is kept
     summary: dict[str, object] | None = None
+    recording: RecordingState | None = None  # None: no audio is recorded for this session
 
     def has_seen(self, event_id: str) -> bool:
         return event_id in (self.seen_ids if self.seen_id_set is None else self.seen_id_set)
