@@ -303,6 +303,7 @@ export class CallRecorder {
 
   _fail(message, status) {
     if (this.state === "failed") return;
+    this.state = "failed"; // first: stopping MediaRecorder below hands over one more chunk, which is dropped
     this.client._report("recording_failed", message, status ?? null);
     this._pending = [];
     this.stats.pendingBytes = 0;
