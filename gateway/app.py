@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 from gateway import semconv as sc
 from gateway.analytics.voice_metrics import VoiceMetrics
 from gateway.api import compat, routes, ui
+from gateway.api import recordings as recording_routes
 from gateway.api.cors import cors_middleware
 from gateway.api.http import JSONResponse
 from gateway.delivery.drain import OutboxDrain
@@ -36,6 +37,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.otel_config import Telemetry, load_telemetry
 from gateway.providers.forward_auth import ForwardAuth
 from gateway.providers.minting import TokenMinter
+from gateway.recordings.service import Recordings
 from gateway.service import SessionService
 from gateway.sessions.redis_store import RedisStore
 from gateway.sessions.sqlite_store import SqliteStore
@@ -59,6 +61,18 @@ async def sweep_forever(service: SessionService, interval_s: float) -> None:
             await service.sweep()
         except Exception:
             log.exception("idle sweep failed; retrying next interval")
+
+
+RECORDING_SWEEP_INTERVAL_S = 3600.0
+
+
+async def sweep_recordings_forever(recordings: Recordings) -> None:
+    while True:
+        try:
+            await recordings.sweep()
+        except Exception:
+            log.exception("recording retention sweep failed; retrying next interval")
+        await asyncio.sleep(RECORDING_SWEEP_INTERVAL_S)
 
 
 def create_app(
@@ -89,6 +103,7 @@ def create_app(
     service = SessionService(settings, store, emitter, metrics,
                              clock=clock or time.time_ns,
                              voice_metrics=voice)
+    recordings = Recordings(settings, service.store, metrics.registry, clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -101,6 +116,7 @@ def create_app(
         if drain is not None:
             drain.start()
         sweeper = asyncio.create_task(sweep_forever(service, interval))
+        recording_sweeper = asyncio.create_task(sweep_recordings_forever(recordings)) if recordings.enabled else None
         app.state.ready, app.state.draining = True, False
         log.info("voice trace gateway ready: %s", telemetry.describe()["exporters"])
         if settings.provider_tokens:
@@ -115,9 +131,11 @@ def create_app(
             # One deadline for the whole shutdown: set when the exit began under `serve` (the wait for in-flight
             # requests came out of it), else from now.
             deadline = getattr(app.state, "shutdown_deadline", None) or time.monotonic() + settings.shutdown_grace_s
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, recording_sweeper):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if service.store.durable:
                 # Sessions outlive this process: a restart, or another replica, carries them on.
                 log.info("shutdown: open sessions stay in the %s store; flushing exporters", settings.session_store)
@@ -148,7 +166,7 @@ def create_app(
     # Credentials only on the compatibility routes, whose frontend posts with its cookies; v1 never takes them.
     middleware = cors_middleware(settings)
     app = Starlette(
-        routes=[*routes.routes, *compat.routes, *ui.routes,
+        routes=[*routes.routes, *recording_routes.routes, *compat.routes, *ui.routes,
                 Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
         middleware=middleware,
         lifespan=lifespan,
@@ -158,6 +176,7 @@ def create_app(
     if pricer is not None:
         metrics.unpriced_turns.set_function(lambda: sum(pricer.unknown_models.values()))
     app.state.service = service
+    app.state.recordings = recordings
     app.state.guard = IngestGuard(settings)
     app.state.minter = TokenMinter(settings, metrics)
     app.state.forward_auth = None if not settings.forward_auth_url else ForwardAuth(

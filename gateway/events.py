@@ -57,6 +57,7 @@ class SessionCreate(_Model):
     tags: list[ShortText] = Field(default_factory=list, max_length=64)
     attributes: Attributes = Field(default_factory=dict, max_length=64)
     client: ClientInfo | None = None
+    record_audio: bool = False  # the app's consent to record this call's audio (gateway/recordings)
 
 
 class _Event(_Model):

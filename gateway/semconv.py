@@ -128,3 +128,13 @@ METRIC_SESSION_END_REASONS: Final = frozenset(
 
 def metric_end_reason(reason: str | None) -> str:
     return reason if reason in METRIC_SESSION_END_REASONS else END_OTHER
+
+# Call recordings (gateway/recordings): the root links the whole call, each turn its time range in it.
+VOICE_RECORDING_URI: Final = "voice.recording.uri"  # signed, expiring; on a turn with a #t=start,end fragment
+VOICE_RECORDING_FORMAT: Final = "voice.recording.format"  # the MIME type the browser recorded
+VOICE_RECORDING_CHANNEL_LAYOUT: Final = "voice.recording.channel_layout"
+VOICE_RECORDING_DURATION_S: Final = "voice.recording.duration_s"
+VOICE_RECORDING_START_TIME: Final = "voice.recording.start_time_unix_nano"  # recording's 0 on the session clock
+VOICE_RECORDING_START_OFFSET_S: Final = "voice.recording.start_offset_s"  # a turn's range within the recording
+VOICE_RECORDING_END_OFFSET_S: Final = "voice.recording.end_offset_s"
+RECORDING_CHANNEL_LAYOUT: Final = "stereo: left=user, right=model"

@@ -28,15 +28,24 @@ from gateway.analytics.voice_metrics import VoiceMetrics, session_labels
 from gateway.delivery.outbox import SpanEncoder
 from gateway.errors import Conflict, FieldError, NotFound, Overloaded, RequestError, ValidationFailed
 from gateway.metrics import GatewayMetrics
+from gateway.recordings import service as recordings
+from gateway.recordings.trace import annotate as annotate_recording
 from gateway.redact import Redactor
 from gateway.security import ApiKeys, TokenSigner
 from gateway.sessions.clock import event_time_ns, skew_ns
 from gateway.sessions.machine import MachineOptions, SessionMachine
 from gateway.sessions.outbox import OutboxEntry
-from gateway.sessions.state import FinishedSpan, SessionState, TraceRef, new_span_id, new_trace_id
+from gateway.sessions.state import (
+    FinishedSpan,
+    RecordingState,
+    SessionState,
+    TraceRef,
+    new_span_id,
+    new_trace_id,
+)
 from gateway.sessions.store import SessionStore
 from gateway.sessions.summary import summarize
-from gateway.settings import CONTENT_KINDS, GatewaySettings
+from gateway.settings import TEXT_CONTENT_KINDS, GatewaySettings
 from gateway.spans import SpanEmitter
 
 log = logging.getLogger("gateway.sessions")
@@ -109,6 +118,7 @@ class SessionService:
         self.clock = clock
         self.signer = TokenSigner(settings.signing_key, settings.effective_token_ttl_s, settings.previous_signing_keys)
         self.api_keys = ApiKeys(settings.api_keys)
+        self.recording_links = recordings.links_for(settings)
         self.machine = SessionMachine(MachineOptions(
             transcripts=settings.captures("transcripts"),
             tool_arguments=settings.captures("tool_arguments"),
@@ -148,6 +158,7 @@ class SessionService:
             attributes=dict(req.attributes),
             client_sdk=_shared(req.client.sdk) if req.client else None,
             user_agent=_shared(req.client.user_agent) if req.client else None,
+            recording=RecordingState() if recordings.recording_allowed(self.settings, req.record_audio) else None,
         )
         if not await self.store.create(state):
             raise Conflict(f"session {state.session_id!r} already exists",
@@ -168,7 +179,8 @@ class SessionService:
             "expires_at": token.expires_at,
             "idle_timeout_s": self.settings.session_idle_timeout_s,
             # What the session keeps: a client sends no words, arguments or results the gateway would drop.
-            "capture": [kind for kind in CONTENT_KINDS if self.settings.captures(kind)],
+            "capture": [kind for kind in TEXT_CONTENT_KINDS if self.settings.captures(kind)],
+            "recording": recordings.session_answer(self.settings, req.record_audio),
         }
 
     # -- ingest ---------------------------------------------------------------------------------------
@@ -248,6 +260,7 @@ class SessionService:
     def _hold_or_emit(self, state: SessionState, spans: list[FinishedSpan], ended: bool = False) -> Emission:
         """What leaves for the exporters now. An unsampled session under the keep-errored rule holds its
         spans in its state until its end decides: sent whole if it had an error, dropped otherwise."""
+        annotate_recording(state, spans, self.recording_links)
         labels = session_labels(state.provider, state.model, state.agent)
         trace = state.trace
         if trace.sampled or not self.settings.keep_errored_sessions:

@@ -67,8 +67,22 @@ class GatewaySettings:
     admin_key: str = ""
     # Peers whose X-Forwarded-For is believed (addresses or CIDR ranges).
     trusted_proxies: tuple[str, ...] = ()
-    # Which content is recorded: transcripts, tool_arguments, tool_results ("all" / true, or none).
+    # Which content is recorded: transcripts, tool_arguments, tool_results ("all" / true, or none), and audio
+    # (call recordings, gateway/recordings): audio is never part of "all", it must be named.
     capture_content: tuple[str, ...] = ()
+    # Where call recordings go: file:///dir (default: ./data/recordings under the working directory) or
+    # s3://bucket/prefix (AWS_* variables; AWS_ENDPOINT_URL for S3-compatible servers).
+    recording_store: str = ""
+    recording_retention_days: float = 30.0
+    # An ended session still takes recording chunks this long: the browser uploads its last chunk after /end.
+    recording_grace_s: float = 30.0
+    recording_max_chunk_bytes: int = 2 * 1024 * 1024
+    recording_max_session_bytes: int = 256 * 1024 * 1024
+    recording_max_duration_s: float = 4 * 3600.0
+    # How long the signed recording links put on spans stay valid.
+    recording_link_ttl_s: float = 7 * 86400.0
+    # The gateway's public URL (https://traces.example.com), for absolute recording links; relative when empty.
+    recording_public_url: str = ""
     # Built-in redactions applied to captured content (email, phone, card), plus extra regexes.
     redact: tuple[str, ...] = ("email", "phone", "card")
     redact_patterns: tuple[str, ...] = ()
@@ -122,7 +136,9 @@ class GatewaySettings:
 _ENV = {f.name: f"VTG_{f.name.upper()}" for f in fields(GatewaySettings) if f.name != "extra"}
 
 
-CONTENT_KINDS = ("transcripts", "tool_arguments", "tool_results")
+TEXT_CONTENT_KINDS = ("transcripts", "tool_arguments", "tool_results")
+# "all" means the text kinds: recording a call's audio is a separate decision, named on its own.
+CONTENT_KINDS = (*TEXT_CONTENT_KINDS, "audio")
 PROVIDERS = ("gemini", "openai")
 
 
@@ -197,13 +213,15 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
 
 def _content_kinds(raw: Any) -> tuple[str, ...]:
     if isinstance(raw, bool):
-        return CONTENT_KINDS if raw else ()
+        return TEXT_CONTENT_KINDS if raw else ()
     items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
     kinds = [str(x).strip().lower() for x in items if str(x).strip()]
     if kinds in (["true"], ["all"], ["1"], ["yes"]):
-        return CONTENT_KINDS
+        return TEXT_CONTENT_KINDS
     if kinds in (["false"], ["none"], ["0"], ["no"]):
         return ()
+    if "all" in kinds:  # "all,audio": every text kind and the audio
+        kinds = [*TEXT_CONTENT_KINDS, *(k for k in kinds if k not in ("all", *TEXT_CONTENT_KINDS))]
     unknown = [k for k in kinds if k not in CONTENT_KINDS]
     if unknown:
         raise ValueError(f"unknown content kind(s) {unknown}; expected all, none or {', '.join(CONTENT_KINDS)}")

@@ -22,6 +22,9 @@ if [ "${1:-}" = "--with-test-system-packages" ]; then
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  # Call recordings' browser test: a spoken WAV for the fake microphone, and ffmpeg/ffprobe to decode what was stored.
+  command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+  command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 from hypothesis import settings
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -32,6 +33,10 @@ REPO = Path(__file__).resolve().parent.parent
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("explore", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "explore"))
+
+# Recording chunks (gateway/api/recordings.py) are audio bytes: the fuzzer sends them as it sends any binary body.
+for _audio in ("audio/webm", "audio/ogg", "audio/mp4", "audio/wav"):
+    schemathesis.serializer.alias(_audio, "application/octet-stream")
 
 
 class Recorder:

@@ -16,7 +16,7 @@ from gateway import __version__
 from gateway import events as ev
 from gateway.api.legacy import LEGACY_TYPES
 from gateway.events import MAX_TOOL_NAME
-from gateway.settings import CONTENT_KINDS
+from gateway.settings import TEXT_CONTENT_KINDS
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -59,6 +59,8 @@ _PROBLEM_MEANINGS = {
     403: "forbidden",
     404: "no such session",
     409: "conflict",
+    415: "unsupported media type",
+    416: "range not satisfiable",
     413: "the body (or the number of events in it) is over the limit",
     422: "validation failed; 'errors' names each bad field",
     501: "not implemented by this gateway's configuration",
@@ -135,9 +137,15 @@ def _response_schemas(event_ts: dict[str, Any]) -> dict[str, Any]:
                 "properties": {"provider": {"type": "string", "enum": ["gemini", "openai"]}, "value": _STR,
                                "expires_at": {"type": "number", "description": "s since the epoch"}},
             },
-            "capture": {"type": "array", "items": {"enum": list(CONTENT_KINDS)}, "uniqueItems": True,
+            "capture": {"type": "array", "items": {"enum": list(TEXT_CONTENT_KINDS)}, "uniqueItems": True,
                         "description": "the content this session keeps (capture_content); the client sends "
                                        "no words, tool arguments or tool results outside it"},
+            "recording": {"type": "object", "required": ["enabled"],
+                          "description": "whether this call's audio is recorded (gateway/recordings), and its limits",
+                          "properties": {"enabled": {"type": "boolean"}, "reason": _STR, "channel_layout": _STR,
+                                         "content_types": {"type": "array", "items": _STR},
+                                         "max_chunk_bytes": _INT, "max_bytes": _INT, "max_duration_s": _NUM,
+                                         "grace_s": _NUM}},
         },
     }
     rejected = {"type": "array", "items": {
@@ -419,9 +427,74 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _json("the trace", "ViewerTrace"),
                               **_problems(403, 404, m403=_M403_VIEWER, m404="no recent or open trace with this id")},
             }},
+            **_recording_paths(auth),
             "/healthz": {"get": {"summary": "Process alive", "responses": {"200": _json("ok", "Status")}}},
             "/readyz": {"get": {"summary": "Accepting traffic", "responses": {
                 "200": _json("ready", "Status"), "503": _json("starting or draining", "Status")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "metrics"}}}},
         },
+    }
+
+
+_AUDIO_TYPES = ["audio/webm", "audio/ogg", "audio/mp4", "audio/wav"]
+
+
+def _recording_paths(auth: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Call recordings (gateway/recordings, gateway/api/recordings.py)."""
+    chunk = {"type": "object", "required": ["chunk"], "properties": {
+        "chunk": _INT, "bytes": _INT, "next": _INT, "duplicate": {"type": "boolean"}}}
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "/v1/sessions/{session_id}/recording": {
+            "post": {
+                "summary": "Upload the next chunk of the call's stereo recording (user left, model right)",
+                "parameters": [
+                    _SESSION_PATH, _TOKEN_QUERY,
+                    {"name": "chunk", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 0},
+                     "description": "the chunk's number, from 0; chunks are taken in order, a stored one is "
+                                    "answered again without being read"},
+                    {"name": "start", "in": "query", "required": False, "schema": {"type": "number"},
+                     "description": "required on chunk 0: the browser's time recording began, ms since the epoch"},
+                ],
+                "security": auth,
+                "requestBody": {"required": True, "content": {t: {"schema": binary} for t in _AUDIO_TYPES}},
+                "responses": {
+                    "201": {"description": "stored", "content": {"application/json": {"schema": chunk}}},
+                    "200": {"description": "already stored (a retry)",
+                            "content": {"application/json": {"schema": chunk}}},
+                    **_problems(401, 403, 404, 409, 413, 415, 422, 503, m403=_M403_TOKEN + ", or no audio capture "
+                                "for this session (operator or app did not opt in)",
+                                m409="a chunk ahead of the next expected, another type than the recording's, or "
+                                     "the session ended longer ago than the grace window",
+                                m413="over the per-chunk, per-recording or duration limit",
+                                m415="not an accepted audio type", m503="the recording store is unavailable"),
+                },
+            },
+            "delete": {
+                "summary": "Delete a session's recording (privacy requests)",
+                "parameters": [_SESSION_PATH], "security": [{"adminKey": []}, {}],
+                "responses": {"200": {"description": "deleted", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["session_id", "deleted_chunks"],
+                    "properties": {"session_id": _STR, "deleted_chunks": _INT}}}}},
+                    **_problems(403, 503, m403="needs the admin key (a loopback client while none is set)",
+                                m503="the recording store is unavailable")},
+            },
+        },
+        "/v1/recordings/{session_id}": {"get": {
+            "summary": "Play a recording by the signed, expiring link on its trace (byte ranges supported)",
+            "parameters": [
+                _SESSION_PATH,
+                {"name": "exp", "in": "query", "required": True, "schema": {"type": "string"},
+                 "description": "expiry, s since the epoch"},
+                {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"},
+                 "description": "HMAC-SHA256 signature"},
+            ],
+            "responses": {
+                "200": {"description": "the recording", "content": {t: {"schema": binary} for t in _AUDIO_TYPES}},
+                "206": {"description": "a byte range of it", "content": {t: {"schema": binary} for t in _AUDIO_TYPES}},
+                **_problems(403, 404, 416, 503, m403="a missing, expired or forged link",
+                            m404="no recording for this session", m416="the range is outside the recording",
+                            m503="the recording store is unavailable"),
+            },
+        }},
     }

@@ -113,6 +113,16 @@ class PendingSpeech:
 
 
 @dataclass(slots=True)
+class RecordingState:
+    """A call recording the operator allows and the app consented to (gateway/recordings)."""
+
+    started_ms: float | None = None  # client clock, from the first chunk
+    chunks: int = 0  # chunks stored: the next one expected has this number
+    bytes: int = 0
+    content_type: str | None = None
+
+
+@dataclass(slots=True)
 class SessionState:
     session_id: str
     trace: TraceRef
@@ -160,6 +170,7 @@ class SessionState:
     end_ns: int | None = None
     ended_at_ns: int | None = None  # gateway clock, for how long the summary is kept
     summary: dict[str, object] | None = None
+    recording: RecordingState | None = None  # None: no audio is recorded for this session
 
     @property
     def root_start_ns(self) -> int:

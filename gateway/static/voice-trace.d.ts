@@ -1,5 +1,7 @@
 // Typings for voice-trace.js, the Voice Trace Gateway browser client.
 
+import type { CallRecorder, RecordingOptions } from "./recorder.js";
+
 export declare const VERSION: string;
 
 /** The events of DESIGN §4, with their fields. `type`, `id`, `seq` and `ts` are added by the client. */
@@ -95,7 +97,7 @@ export interface VoiceTraceStats {
 export type PropagateTarget = string | RegExp | ((url: string) => boolean);
 export type FetchLike = (input: any, init?: any) => Promise<any>;
 
-export interface ClientOptions {
+export interface ClientOptions extends RecordingOptions {
   /** Gateway base URL, e.g. "https://gw.example.com" ("" = this origin). */
   gatewayUrl?: string;
   /** Flush when this many events are queued (default 20). */
@@ -220,6 +222,8 @@ export declare class VoiceTrace {
   captures(kind: ContentKind): boolean;
   /** Reports a problem through `onError` (adapters use kind "adapter" when they cannot see a client). */
   reportProblem(kind: string, message: string, extra?: Record<string, unknown>): void;
+  /** The call recorder, when `recordAudio` was asked (its `state` is "off" if the gateway does not record). */
+  readonly recorder: CallRecorder | null;
   readonly stats: Readonly<VoiceTraceStats>;
   /** Events recorded and not yet acknowledged. */
   readonly pending: number;

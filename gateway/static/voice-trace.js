@@ -18,6 +18,8 @@
  * the unit tests in tests/js drive it.
  */
 
+import { CallRecorder } from "./recorder.js";
+
 export const VERSION = "0.1.0";
 const SDK_NAME = `voice-trace-js/${VERSION}`;
 
@@ -273,6 +275,8 @@ export class VoiceTrace {
     });
     this._lifecycleHandlers = null;
     if (o.pageLifecycle) this._listenLifecycle();
+    // Call recording (recorder.js), when the app asks (`recordAudio`) and the gateway's answer allows it.
+    this.recorder = o.recordAudio ? new CallRecorder(this, o) : null;
   }
 
   // ---------------------------------------------------------------- public API
@@ -387,6 +391,7 @@ export class VoiceTrace {
   end(reason = "completed", extra = {}) {
     if (this._endPromise) return this._endPromise;
     this._endReason = String(reason || "completed").slice(0, 256);
+    if (this.recorder) this.recorder.stop(); // its last chunk follows the end, within the gateway's grace window
     this._endPromise = new Promise((resolve) => {
       this._endResolve = resolve;
     });
@@ -468,6 +473,7 @@ export class VoiceTrace {
     } catch (_) {
       ua = undefined;
     }
+    if (o.recordAudio) body.record_audio = true;
     body.client = { sdk: SDK_NAME, ...(ua ? { user_agent: String(ua).slice(0, 512) } : {}), ...(o.client || {}) };
     const headers = { "Content-Type": "application/json" };
     if (o.apiKey) headers.Authorization = `Bearer ${o.apiKey}`;
