@@ -108,10 +108,12 @@ def test_unknown_origin_gets_no_cors_grant_and_allowed_one_does() -> None:
 
 def test_session_creation_flood_from_one_address_gets_429_with_retry_after() -> None:
     with make_client(VTG_SESSION_CREATE_RATE_PER_CLIENT="1") as client:
-        codes = [client.post("/v1/sessions", json={}).status_code for _ in range(15)]
-        assert codes[:10] == [201] * 10 and 429 in codes
-        r = client.post("/v1/sessions", json={})
-        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        # The bucket refills at 1/s: 40 requests find it empty however slowly a loaded machine sends them,
+        # and the refusal itself is checked (a later request may find a refilled token).
+        answers = [client.post("/v1/sessions", json={}) for _ in range(40)]
+        assert [a.status_code for a in answers[:10]] == [201] * 10
+        r = next(a for a in answers if a.status_code == 429)
+        assert int(r.headers["retry-after"]) >= 1
         assert r.headers["content-type"] == "application/problem+json"
         assert client.get("/healthz").status_code == 200
 
@@ -127,14 +129,15 @@ def test_full_process_answers_503_with_retry_after() -> None:
 
 
 def test_event_flood_on_one_session_gets_429_and_the_session_survives() -> None:
-    with make_client(VTG_EVENT_RATE_PER_SESSION="5") as client:
+    # 0.5 events/s with a burst of 5: 80 posts outrun it however slowly a loaded machine sends them.
+    with make_client(VTG_EVENT_RATE_PER_SESSION="0.5") as client:
         s = start(client)
         url = f"/v1/sessions/{s['session_id']}/events"
-        codes = [client.post(url, headers=auth(s), json={"type": "mark", "id": str(i), "name": "x"}).status_code
-                 for i in range(80)]
-        assert codes[0] == 202 and 429 in codes
-        limited = client.post(url, headers=auth(s), json={"type": "mark", "id": "z", "name": "x"})
-        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        answers = [client.post(url, headers=auth(s), json={"type": "mark", "id": str(i), "name": "x"})
+                   for i in range(80)]
+        assert answers[0].status_code == 202
+        limited = next(a for a in answers if a.status_code == 429)
+        assert int(limited.headers["retry-after"]) >= 1
         other = start(client)
         assert client.post(f"/v1/sessions/{other['session_id']}/events", headers=auth(other),
                            json={"type": "mark", "id": "1", "name": "x"}).status_code == 202
