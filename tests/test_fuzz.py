@@ -179,9 +179,10 @@ def test_no_route_answers_5xx_to_schema_generated_requests(case: Any, real: dict
         _aim_viewer(case)
     response = case.call()
     # 503 is an answer, not a failure, where the document says so: readiness (starting or draining), and
-    # session creation when the process is full (with Retry-After).
+    # session creation when the process is full (with Retry-After). So is 501 from /api/live/token, which this
+    # app, minting no provider tokens, answers to every request that got past its body's validation.
     documented = case.operation.definition.raw["responses"].get(str(response.status_code))
-    assert response.status_code < 500 or (response.status_code == 503 and documented), response.text
+    assert response.status_code < 500 or (response.status_code in (501, 503) and documented), response.text
     if response.status_code >= 400:
         # Refusals are problem+json, unless the document says otherwise (readiness answers its status as JSON).
         content_type = response.headers.get("content-type")

@@ -56,12 +56,12 @@ def _secure(request: Request) -> bool:
     return proto == "https" and guard_of(request).addresses.trusts(peer)
 
 
-def _set_ingest_cookie(request: Request, response: Response, session_id: str, token: str, max_age: int) -> None:
+def _cookie_attributes(request: Request) -> dict[str, Any]:
     # Cross-site origins configured: the browser sends the cookie on their credentialed posts only when it is
     # SameSite=None, which it accepts only when Secure.
     cross_site = credentialed_origins(service_of(request).settings)
-    response.set_cookie(cookie_name(session_id), token, max_age=max_age, path=COOKIE_PATH, httponly=True,
-                        secure=cross_site or _secure(request), samesite="none" if cross_site else "lax")
+    return {"path": COOKIE_PATH, "httponly": True, "secure": cross_site or _secure(request),
+            "samesite": "none" if cross_site else "lax"}
 
 
 def _token(request: Request, body: dict[str, Any], session_id: str) -> str | None:
@@ -122,8 +122,8 @@ async def legacy_token(request: Request) -> Response:
         "traceId": created["trace_id"],
         "traceparent": created["traceparent"],
     })
-    max_age = max(1, int(created["expires_at"] - time.time()))
-    _set_ingest_cookie(request, response, session_id, ingest_token, max_age)
+    max_age = max(1, int(created["expires_at"] - time.time()))  # the token's life
+    response.set_cookie(cookie_name(session_id), ingest_token, max_age=max_age, **_cookie_attributes(request))
     return response
 
 
@@ -167,9 +167,7 @@ async def legacy_end(request: Request) -> Response:
     })
     if cookie_name(session_id) in request.cookies:
         # The session is over: its cookie would only ride along on every later trace request.
-        cross_site = credentialed_origins(service.settings)
-        response.delete_cookie(cookie_name(session_id), path=COOKIE_PATH, httponly=True,
-                               secure=cross_site or _secure(request), samesite="none" if cross_site else "lax")
+        response.delete_cookie(cookie_name(session_id), **_cookie_attributes(request))
     return response
 
 

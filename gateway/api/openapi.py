@@ -50,6 +50,9 @@ _PROBLEM: dict[str, Any] = {
                       "properties": {"path": {"type": "string", "description": "e.g. events[2].call_id, data.toolName"},
                                      "message": _STR}},
         },
+        "provider": {"type": "string", "description": "on a 502 from minting: the provider that failed"},
+        "provider_status": {"type": ["integer", "null"],
+                            "description": "on a 502 from minting: its HTTP status; null if it never answered"},
     },
 }
 

@@ -62,6 +62,6 @@ class ProviderCallFailed(Exception):
     status, ``None`` when it never answered; ``kind`` labels the metric (http_error, timeout, unreachable,
     bad_response)."""
 
-    def __init__(self, provider: str, kind: str, status: int | None = None) -> None:
-        self.provider, self.kind, self.status = provider, kind, status
+    def __init__(self, provider: str, kind: str, status: int | None = None, cause: str = "") -> None:
+        self.provider, self.kind, self.status, self.cause = provider, kind, status, cause
         super().__init__(f"{provider}: {kind} {status or ''}".strip())

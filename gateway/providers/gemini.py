@@ -73,9 +73,10 @@ async def mint(
     except TimeoutError:
         raise ProviderCallFailed(NAME, "timeout") from None
     except Exception as exc:
-        # Transport failures arrive as the SDK's HTTP library's own exceptions; none of them carries the key.
-        raise ProviderCallFailed(NAME, "timeout" if "timeout" in type(exc).__name__.lower() else "unreachable") \
-            from None
+        # Transport failures arrive as the SDK's HTTP library's own exceptions (named here by type only: the key
+        # is in no exception message, but nothing is risked).
+        kind = "timeout" if "timeout" in type(exc).__name__.lower() else "unreachable"
+        raise ProviderCallFailed(NAME, kind, cause=type(exc).__name__) from None
     if not isinstance(token.name, str) or not token.name:
         raise ProviderCallFailed(NAME, "bad_response", 200)
     return MintedToken(NAME, token.name, expires)

@@ -3,6 +3,7 @@ problem+json that names the provider and its status, never the key."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +21,8 @@ from gateway.providers.errors import (
 )
 from gateway.providers.token import MintedToken
 from gateway.settings import GatewaySettings
+
+log = logging.getLogger("gateway.providers")
 
 # A session's provider as clients name it (OTel GenAI provider names, or plainly) -> the minting provider.
 _ALIASES = {"gemini": "gemini", "google": "gemini", "gcp.gemini": "gemini", "gcp.gen_ai": "gemini",
@@ -99,6 +102,8 @@ class TokenMinter:
                                           session=s.openai_session, timeout_s=s.provider_token_timeout_s)
         except ProviderCallFailed as exc:
             failures.labels(provider, exc.kind).inc()
+            log.warning("minting a %s token failed: %s%s%s", provider, exc.kind,
+                        f" (HTTP {exc.status})" if exc.status else "", f" ({exc.cause})" if exc.cause else "")
             raise ProviderFailed(_failure_detail(exc, s.provider_token_timeout_s), provider,
                                  exc.status) from None
         self._metrics.provider_tokens_minted.labels(provider).inc()

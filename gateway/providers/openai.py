@@ -47,8 +47,8 @@ async def mint(
         raise ProviderCallFailed(NAME, "timeout") from None
     except openai.APIConnectionError:
         raise ProviderCallFailed(NAME, "unreachable") from None
-    except openai.OpenAIError:
-        raise ProviderCallFailed(NAME, "bad_response", 200) from None
+    except openai.OpenAIError as exc:
+        raise ProviderCallFailed(NAME, "bad_response", 200, cause=type(exc).__name__) from None
     value, expires_at = getattr(secret, "value", None), getattr(secret, "expires_at", None)
     if not isinstance(value, str) or not value or not isinstance(expires_at, int | float):
         raise ProviderCallFailed(NAME, "bad_response", 200)

@@ -206,3 +206,20 @@ def test_the_token_cookie_lasts_as_long_as_the_ingest_token(minting: dict[str, s
     assert before + 899 <= expires <= after + 900  # whole seconds, as in the token
     max_age = int(ingest_cookie(r.headers["set-cookie"])["max-age"])
     assert expires - after - 1 <= max_age <= expires - before
+
+
+def test_a_provider_refusal_reaches_the_page_and_the_log_without_the_key(
+    gateway_factory: Any, providers: FakeProviders, auth: AuthEndpoint
+) -> None:
+    providers.fail_with = 401
+    gw = gateway_factory({"VTG_PROVIDER_TOKENS": "gemini", "VTG_FORWARD_AUTH_URL": auth.url, **providers.env()})
+    page = OriginalFrontend(gw.url, {SESSION_COOKIE: "s3cret-alice"})
+    try:
+        r = page.start_call()
+        assert r.status_code == 502 and r.json()["provider"] == "gemini" and r.json()["provider_status"] == 401
+        assert "set-cookie" not in r.headers and page.session_id == ""
+    finally:
+        page.close()
+    log = gw.log()
+    assert "minting a gemini token failed: http_error (HTTP 401)" in log
+    assert GEMINI_KEY not in log and GEMINI_KEY not in r.text

@@ -18,6 +18,7 @@ from conftest import REPO
 from fake_providers import GEMINI_KEY, OPENAI_KEY, FakeProviders, serve_fake_providers
 from otlp_sink import free_port
 from starlette.testclient import TestClient
+from test_openapi import answered_as_documented
 
 from gateway.app import create_app
 from gateway.errors import ConfigError
@@ -253,3 +254,17 @@ def test_check_config_shows_the_minting_settings_and_never_a_key() -> None:
     assert described["forward_auth_url"] == "http://127.0.0.1:9/auth"
     for key in (GEMINI_KEY, OPENAI_KEY):
         assert key not in done.stdout and key not in done.stderr
+
+
+def test_minting_refusals_answer_as_documented(providers: FakeProviders, monkeypatch: pytest.MonkeyPatch) -> None:
+    providers.fail_with = 500
+    with make_client(VTG_PROVIDER_TOKENS="gemini") as client:
+        for path in ("/v1/sessions", "/api/live/token"):
+            r = client.post(path, json={"provider": "gemini"})
+            assert answered_as_documented(r, path).status_code == 502
+        r = client.post("/api/live/token", json={"provider": "openai"})
+        assert answered_as_documented(r, "/api/live/token").status_code == 501
+    monkeypatch.setenv("GEMINI_API_KEY", "")
+    with make_client(VTG_PROVIDER_TOKENS="gemini") as client:
+        r = client.post("/api/live/token", json={})
+        assert answered_as_documented(r, "/api/live/token").status_code == 503
