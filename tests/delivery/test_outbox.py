@@ -3,18 +3,18 @@ whatever process is killed when (SIGKILL to the process group, real collector, r
 
 from __future__ import annotations
 
-import os
-import random
 import re
-import signal
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import kill_loop
 import pytest
 from conftest import GatewayProcess
+from kill_loop import kill, start_gateway
 from otlp_sink import Collector, ReceivedSpan, Sink, free_port
 from test_fanout import PUBLIC, SECRET, langfuse_sink, metric  # noqa: F401  (a fixture)
 from test_stores import post_batches, redis_url  # noqa: F401  (the redis-server fixture)
@@ -35,17 +35,6 @@ def outbox_env(collector: Collector, store_url: str, **extra: str) -> dict[str, 
     return {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.http_endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRICS_EXPORTER": "none", "VTG_SESSION_STORE": store_url,
             "VTG_SIGNING_KEY": "shared-key-for-every-replica-0123456789", **extra}
-
-
-def kill(gw: GatewayProcess) -> None:
-    """SIGKILL to the gateway's process group: nothing of it gets to run another instruction."""
-    os.killpg(gw.proc.pid, signal.SIGKILL)
-    gw.proc.wait(10)
-
-
-def start(factory: Any, env: dict[str, str]) -> GatewayProcess:
-    gw: GatewayProcess = factory(env)
-    return gw
 
 
 def end(client: httpx.Client, s: dict[str, Any]) -> None:
@@ -70,38 +59,31 @@ def whole_trace(sink: Sink, trace_id: str, timeout: float = 60) -> list[Received
 
 
 @pytest.fixture
-def own_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Gateways in their own process group, so the kill reaches the whole group and nothing else."""
-    original = GatewayProcess.__init__
+def gateways(tmp_path: Path) -> Iterator[Any]:
+    """Gateways in their own process groups, stopped at the end."""
+    started: list[GatewayProcess] = []
 
-    def init(self: GatewayProcess, env: dict[str, str], workdir: Path, args: list[str] | None = None) -> None:
-        import subprocess
+    def factory(env: dict[str, str]) -> GatewayProcess:
+        gw = start_gateway(env, tmp_path)
+        started.append(gw)
+        return gw
 
-        popen = subprocess.Popen
-
-        def in_group(*a: Any, **kw: Any) -> Any:
-            return popen(*a, **kw, start_new_session=True)
-
-        monkeypatch.setattr(subprocess, "Popen", in_group)
-        try:
-            original(self, env, workdir, args)
-        finally:
-            monkeypatch.setattr(subprocess, "Popen", popen)
-
-    monkeypatch.setattr(GatewayProcess, "__init__", init)
+    yield factory
+    for gw in started:
+        gw.stop()
 
 
 def test_sqlite_killed_right_after_the_202_that_closed_turn_1_delivers_turn_1_after_the_restart(
-    collector: Collector, sink: Sink, gateway_factory: Any, tmp_path: Path, own_group: None
+    collector: Collector, sink: Sink, tmp_path: Path, gateways: Any
 ) -> None:
     env = outbox_env(collector, f"sqlite:///{tmp_path / 'sessions.db'}")
-    first = start(gateway_factory, env)
+    first = gateways(env)
     script = three_turn_session(time.time() * 1000 - 60_000, scale=0.01)
     with first.client() as client:
         s = client.post("/v1/sessions", json={"model": "gemini-live"}).json()
         post_batches(client, s, script.batches[:2])  # the second batch's 202 closed turn 1
     kill(first)  # at once: no time for any export
-    second = start(gateway_factory, env)
+    second = gateways(env)
     with second.client() as client:
         post_batches(client, s, script.batches[2:])
         end(client, s)
@@ -109,10 +91,10 @@ def test_sqlite_killed_right_after_the_202_that_closed_turn_1_delivers_turn_1_af
 
 
 def test_two_redis_replicas_one_killed_after_closing_turn_3_the_other_delivers_everything(
-    collector: Collector, sink: Sink, gateway_factory: Any, redis_url: str, own_group: None  # noqa: F811
+    collector: Collector, sink: Sink, redis_url: str, gateways: Any  # noqa: F811
 ) -> None:
     env = outbox_env(collector, redis_url, VTG_OUTBOX_CLAIM_IDLE_S="1")
-    replicas = [start(gateway_factory, env), start(gateway_factory, env)]
+    replicas = [gateways(env), gateways(env)]
     clients = [r.client() for r in replicas]
     script = three_turn_session(time.time() * 1000 - 60_000, scale=0.01)
     s = clients[0].post("/v1/sessions", json={"model": "gemini-live"}).json()
@@ -123,18 +105,23 @@ def test_two_redis_replicas_one_killed_after_closing_turn_3_the_other_delivers_e
     post_batches(clients[1], s, script.batches[last:])
     end(clients[1], s)
     whole_trace(sink, s["trace_id"])
+    # What every exporter acknowledged is deleted from the stream, the dead replica's share included.
+    deadline = time.monotonic() + 30
+    while gauge(clients[1], "vtg_outbox_entries") != 0 or gauge(clients[1], "vtg_outbox_bytes") != 0:
+        assert time.monotonic() < deadline, "the stream was never trimmed"
+        time.sleep(0.1)
     for c in clients:
         c.close()
 
 
 def test_one_backend_down_holds_back_only_its_own_consumer_and_a_restart_delivers_what_it_held(
-    collector: Collector, sink: Sink, langfuse_sink: Sink, gateway_factory: Any, tmp_path: Path,  # noqa: F811
-    own_group: None,
+    collector: Collector, sink: Sink, langfuse_sink: Sink, tmp_path: Path,  # noqa: F811
+    gateways: Any,
 ) -> None:
     env = {**outbox_env(collector, f"sqlite:///{tmp_path / 'sessions.db'}"), "OTEL_TRACES_EXPORTER": "otlp,langfuse",
            "LANGFUSE_PUBLIC_KEY": PUBLIC, "LANGFUSE_SECRET_KEY": SECRET,
            "LANGFUSE_HOST": f"http://127.0.0.1:{free_port()}"}  # nothing listens: Langfuse is down
-    first = start(gateway_factory, env)
+    first = gateways(env)
     script = three_turn_session(time.time() * 1000 - 60_000, scale=0.01)
     with first.client() as client:
         s = client.post("/v1/sessions", json={"model": "gemini-live"}).json()
@@ -148,7 +135,7 @@ def test_one_backend_down_holds_back_only_its_own_consumer_and_a_restart_deliver
         assert gauge(client, "vtg_outbox_entries") > 0 and gauge(client, "vtg_outbox_bytes") > 0
         assert gauge(client, "vtg_outbox_oldest_age_seconds") > 0
     kill(first)
-    second = start(gateway_factory, {**env, "LANGFUSE_HOST": langfuse_sink.url})
+    second = gateways({**env, "LANGFUSE_HOST": langfuse_sink.url})
     whole_trace(langfuse_sink, s["trace_id"])
     with second.client() as client:
         deadline = time.monotonic() + 30
@@ -186,26 +173,17 @@ def test_a_full_outbox_answers_503_with_retry_after_and_keeps_what_it_holds(
 
 
 def test_kill_loop_on_sqlite_loses_no_span_of_an_accepted_event(
-    collector: Collector, sink: Sink, gateway_factory: Any, tmp_path: Path, own_group: None
+    collector: Collector, sink: Sink, tmp_path: Path
 ) -> None:
-    """A bounded loop: sessions cut by SIGKILL at random batches (right after a 202 included), each carried on
-    by the next process. The 200-kill run is bench/outbox_kills.py (results in bench/RESULTS.md)."""
+    """A bounded loop in the suite; the 200-kill run is bench/outbox_kills.py (results in bench/RESULTS.md)."""
     env = outbox_env(collector, f"sqlite:///{tmp_path / 'sessions.db'}")
-    rng = random.Random(13)
-    sessions = []
-    gw = start(gateway_factory, env)
-    for _ in range(4):
-        script = three_turn_session(time.time() * 1000 - 60_000, rng=rng, scale=0.01)
-        client = gw.client()
-        s = client.post("/v1/sessions", json={"model": "gemini-live"}).json()
-        sessions.append(s)
-        cut = rng.randrange(1, len(script.batches))
-        post_batches(client, s, script.batches[:cut])
-        client.close()
-        kill(gw)
-        gw = start(gateway_factory, env)
-        with gw.client() as client:
-            post_batches(client, s, script.batches[cut:])
-            end(client, s)
-    for s in sessions:
-        whole_trace(sink, s["trace_id"])
+    report = kill_loop.run(env, tmp_path, sink, replicas=1, kills=6, seed=13)
+    assert report.kills == 6 and len(report.sessions) == 3
+
+
+def test_kill_loop_on_two_redis_replicas_loses_no_span_of_an_accepted_event(
+    collector: Collector, sink: Sink, tmp_path: Path, redis_url: str  # noqa: F811
+) -> None:
+    env = outbox_env(collector, redis_url, VTG_OUTBOX_CLAIM_IDLE_S="1")
+    report = kill_loop.run(env, tmp_path, sink, replicas=2, kills=6, seed=14)
+    assert report.kills == 6 and len(report.sessions) == 3
