@@ -87,6 +87,9 @@ def test_sqlite_killed_right_after_the_202_that_closed_turn_1_delivers_turn_1_af
     with second.client() as client:
         post_batches(client, s, script.batches[2:])
         end(client, s)
+        # The viewer's buffer keeps what this process committed (the outbox's bytes, not encoded again).
+        viewed = client.get(f"/ui/api/traces/{s['trace_id']}").json()["spans"]
+        assert {x["name"].split(" ")[0] for x in viewed} >= {"voice_session", "invoke_agent", "realtime_inference"}
     whole_trace(sink, s["trace_id"])
 
 
