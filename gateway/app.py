@@ -204,10 +204,15 @@ def outbox_drain(store: SessionStore, telemetry: Telemetry, metrics: GatewayMetr
         return None
     delays = [info.processor.delay_s for info in telemetry.exporters
               if isinstance(info.processor, RetryingBatchProcessor)]
+    drain = OutboxDrain(source, telemetry.exporters, metrics, poll_s=min(delays, default=1.0),
+                        retry_max_elapsed_s=settings.export_retry_max_elapsed_s,
+                        retry_max_s=settings.export_retry_max_backoff_s,
+                        keep_every_s=max(0.1, settings.outbox_claim_idle_s / 3))
+    if not drain.consumers:
+        source.close()
+        return None
     store.outbox = True
-    return OutboxDrain(source, telemetry.exporters, metrics, poll_s=min(delays, default=1.0),
-                       retry_max_elapsed_s=settings.export_retry_max_elapsed_s,
-                       retry_max_s=settings.export_retry_max_backoff_s)
+    return drain
 
 
 def _flush_and_close(telemetry: Telemetry, deadline: float, drain: OutboxDrain | None = None) -> None:

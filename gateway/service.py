@@ -25,7 +25,7 @@ from gateway import events as ev
 from gateway import semconv as sc
 from gateway.analytics.pricing import Pricer
 from gateway.analytics.voice_metrics import VoiceMetrics, session_labels
-from gateway.delivery.outbox import SpanEncoder
+from gateway.delivery.outbox import SpanEncoder, publish
 from gateway.errors import Conflict, FieldError, NotFound, Overloaded, RequestError, ValidationFailed
 from gateway.metrics import GatewayMetrics
 from gateway.recordings import service as recordings
@@ -80,6 +80,8 @@ class Emission:
     labels: dict[str, str]
     finished: list[FinishedSpan]
     export: list[FinishedSpan]
+    # ``export`` as committed to a store's outbox (OTLP), when it was: reused instead of encoding it again.
+    encoded: list[OutboxEntry] = field(default_factory=list)
 
 
 @dataclass
@@ -276,7 +278,11 @@ class SessionService:
 
     def _outbox_entry(self, emission: Emission) -> OutboxEntry | None:
         """The spans a mutation finished, encoded for a store's outbox (committed with the state)."""
-        return self.outbox.entry(emission.trace, emission.export)
+        entry = self.outbox.entry(emission.trace, emission.export)
+        # Reused for the viewer's buffer, which files spans by trace: only when they are all of the session's.
+        one_trace = all(r.trace_id in (None, emission.trace.trace_id) for r in emission.export)
+        emission.encoded[:] = [entry] if entry is not None and one_trace else []
+        return entry
 
     def _count(self, result: IngestResult) -> None:
         if result.duplicates:
@@ -290,7 +296,9 @@ class SessionService:
         # Metrics count every session, traced or not.
         if self.voice_metrics is not None and emission.finished:
             self.voice_metrics.observe(emission.finished, emission.labels)
-        if emission.export:
+        if emission.encoded:  # the exporters read the outbox; the viewer's buffer takes the same bytes
+            self.metrics.spans_emitted.inc(publish(self.emitter, emission.trace, emission.encoded[0]))
+        elif emission.export:
             self.metrics.spans_emitted.inc(self.emitter.emit(emission.trace, emission.export))
 
     # -- end ------------------------------------------------------------------------------------------

@@ -91,12 +91,21 @@ class _Consumer:
             drain.metrics.export_retries.labels(self.name).inc()
             log.warning("exporter %s: export failed; retry %d in %.1f s (%d spans held in the outbox)",
                         self.name, attempt, backoff, count)
-            try:
-                drain.source.keep(self.name, batch)
-            except Exception:
-                log.exception("outbox: could not renew the claim on %d entries", len(batch))
-            drain.stopping.wait(backoff)
+            # Renewed through the wait, so no other replica takes these over as abandoned meanwhile.
+            end = time.monotonic() + backoff
+            while not drain.stopping.is_set():
+                self._keep(batch)
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                drain.stopping.wait(min(left, drain.keep_every_s))
         return False
+
+    def _keep(self, batch: Sequence[Entry]) -> None:
+        try:
+            self.drain.source.keep(self.name, batch)
+        except Exception:
+            log.exception("outbox: could not renew the claim on %d entries", len(batch))
 
     def _spool(self, data: bytes, count: int) -> bool:
         assert self.queue is not None and self.queue.spool is not None
@@ -109,7 +118,7 @@ class _Consumer:
 class OutboxDrain:
     def __init__(self, source: OutboxSource, exporters: Sequence[ExporterInfo], metrics: GatewayMetrics,
                  poll_s: float = 1.0, retry_max_elapsed_s: float = 600.0, retry_max_s: float = 30.0,
-                 retry_initial_s: float = 1.0, trim_every_s: float = 1.0) -> None:
+                 retry_initial_s: float = 1.0, trim_every_s: float = 1.0, keep_every_s: float = 10.0) -> None:
         self.source = source
         self.metrics = metrics
         self.poll_s = poll_s
@@ -117,6 +126,7 @@ class OutboxDrain:
         self.retry_max_s = retry_max_s
         self.retry_initial_s = retry_initial_s
         self.trim_every_s = trim_every_s
+        self.keep_every_s = keep_every_s
         self.stopping = threading.Event()
         self.consumers: list[_Consumer] = []
         for info in exporters:

@@ -36,6 +36,17 @@ class SpanEncoder:
         return self._encoder.request([self._emitter.build(trace, r) for r in records]), len(records)
 
 
+def publish(emitter: SpanEmitter, trace: TraceRef, entry: OutboxEntry) -> int:
+    """Spans committed to the outbox, handed as bytes to the emitter's processors that take them (the viewer's
+    buffer: with an outbox it is the only one, the exporters read the outbox). Returns the span count."""
+    data, count = entry
+    for processor in emitter.processors:
+        add = getattr(processor, "add_encoded", None)
+        if add is not None:
+            add(trace.trace_id, data)
+    return count
+
+
 @dataclass(frozen=True)
 class Entry:
     id: str

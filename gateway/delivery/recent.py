@@ -61,7 +61,12 @@ class RecentTraces(SpanProcessor):
         ctx = span.get_span_context()
         if ctx is None:
             return
-        key = f"{ctx.trace_id:032x}"
+        self.add_encoded(f"{ctx.trace_id:032x}", self._encoder.request([span]))
+
+    def add_encoded(self, key: str, data: bytes) -> None:
+        """Spans of one trace as an OTLP request (one span or several): the outbox's bytes, kept as they are."""
+        if self._max_traces <= 0:
+            return
         with self._lock:
             spans = self._traces.get(key)
             if spans is None:
@@ -69,7 +74,7 @@ class RecentTraces(SpanProcessor):
                 while len(self._traces) > self._max_traces:
                     self._traces.popitem(last=False)
             if len(spans) < self._max_spans:
-                spans.append(self._encoder.request([span]))
+                spans.append(data)
 
     def get(self, trace_id: str) -> list[dict[str, Any]] | None:
         with self._lock:
