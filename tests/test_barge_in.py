@@ -216,3 +216,19 @@ def test_a_turn_still_playing_is_completed_when_the_next_answer_begins_or_the_se
     r.end()
     assert end_reasons(recorder) == ["completed", "completed"]
     assert len({s.context.span_id for s in recorder.spans()}) == len(recorder.spans())
+
+
+def test_a_held_turn_survives_a_shared_store_round_trip(machine: SessionMachine, recorder: Recorder) -> None:
+    """A replica that did not hold the turn finishes it: the held turn is plain state like the open one."""
+    from gateway.sessions.codec import decode, encode
+
+    r = Run(machine, recorder)
+    r.send("model.response_start")
+    r.send("model.playback_start")
+    r.send("model.turn_complete")
+    r.send("user.speech_start", 500)
+    r.state = decode(encode(r.state))
+    assert r.state.held is not None and r.state.held.awaiting == "playback"
+    r.send("model.interrupted", played_ms=900)
+    r.end()
+    assert end_reasons(recorder) == ["interrupted", "session_closed"]

@@ -408,22 +408,66 @@ def test_inference_becomes_generation_with_model_usage_cost_and_first_audio(lang
     generation = langfuse[f"{sc.SPAN_INFERENCE} {MODEL}"].attributes
     assert generation["langfuse.observation.type"] == "generation"
     assert generation["langfuse.observation.model.name"] == MODEL
-    assert json.loads(generation["langfuse.observation.usage_details"]) == {
+    usage = json.loads(generation["langfuse.observation.usage_details"])
+    assert usage == {
         "input": 0,
-        "input_audio_tokens": 100,
-        "input_text_tokens": 20,
+        "input_audio": 100,
+        "input_text": 20,
         "input_cached_tokens": 30,
         "output": 0,
-        "output_audio_tokens": 70,
-        "output_text_tokens": 10,
+        "output_audio": 70,
+        "output_text": 10,
         "total": 200,
     }
+    # Every modality bucket is one Langfuse's own Gemini Live price definition prices.
+    assert set(usage) - {"input", "output", "total", "input_cached_tokens"} <= LANGFUSE_PRICE_KEYS["gemini-live"]
     assert json.loads(generation["langfuse.observation.cost_details"]) == pytest.approx(
         {"input": 0.0012, "output": 0.0034, "total": 0.0046}
     )
     assert generation["langfuse.observation.completion_start_time"] == "2023-11-14T22:13:21.500000Z"
     assert generation["langfuse.observation.input"] == USER_MESSAGES
     assert generation["langfuse.observation.output"] == MODEL_MESSAGES
+
+
+# The price keys of Langfuse's default model definitions for the providers' realtime models
+# (worker/src/constants/default-model-prices.json: gemini-live-2.5-flash-native-audio, gpt-4o-realtime-preview).
+LANGFUSE_PRICE_KEYS = {
+    "gemini-live": {"input_text", "input_audio", "input_image", "output_text", "output_audio"},
+    "gpt-4o-realtime": {"input_text_tokens", "input_cached_text_tokens", "output_text_tokens", "input_audio_tokens",
+                        "input_audio", "input_cached_audio_tokens", "output_audio_tokens", "output_audio"},
+}
+
+
+def test_openai_realtime_usage_uses_the_keys_langfuses_realtime_prices_read():
+    usage = usage_details({
+        sc.GEN_AI_PROVIDER_NAME: "openai",
+        sc.GEN_AI_REQUEST_MODEL: "gpt-realtime",
+        sc.GEN_AI_USAGE_INPUT_TOKENS: 300,
+        sc.GEN_AI_USAGE_TEXT_INPUT_TOKENS: 100,
+        sc.GEN_AI_USAGE_AUDIO_INPUT_TOKENS: 200,
+        sc.GEN_AI_USAGE_OUTPUT_TOKENS: 90,
+        sc.GEN_AI_USAGE_TEXT_OUTPUT_TOKENS: 30,
+        sc.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS: 60,
+    })
+    assert usage == {"input": 0, "input_text_tokens": 100, "input_audio_tokens": 200, "output": 0,
+                     "output_text_tokens": 30, "output_audio_tokens": 60, "total": 390}
+    assert set(usage) - {"input", "output", "total"} <= LANGFUSE_PRICE_KEYS["gpt-4o-realtime"]
+    gemini = usage_details({sc.GEN_AI_REQUEST_MODEL: "gemini-live-2.5-flash-native-audio",
+                            sc.GEN_AI_USAGE_AUDIO_INPUT_TOKENS: 7, sc.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS: 9})
+    assert gemini == {"input_audio": 7, "output_audio": 9}
+
+
+def test_only_generations_name_a_model_for_langfuse_and_the_otlp_spans_keep_theirs(session):
+    server, originals = session
+    model_keys = {"langfuse.observation.model.name", sc.GEN_AI_REQUEST_MODEL, sc.GEN_AI_RESPONSE_MODEL, "model"}
+    with_model = {name for name, span in server.spans.items() if model_keys & set(span.attributes)}
+    assert with_model == {f"{sc.SPAN_INFERENCE} {MODEL}"}
+    generation = server.spans[f"{sc.SPAN_INFERENCE} {MODEL}"].attributes
+    assert model_keys & set(generation) == {"langfuse.observation.model.name"}
+    # The translation is this exporter's alone: the spans other exporters get keep the GenAI names.
+    assert originals[sc.SPAN_SESSION].attributes[sc.GEN_AI_REQUEST_MODEL] == MODEL
+    assert originals[f"{sc.SPAN_INFERENCE} {MODEL}"].attributes[sc.GEN_AI_REQUEST_MODEL] == MODEL
+    assert sc.GEN_AI_USAGE_AUDIO_INPUT_TOKENS in originals[f"{sc.SPAN_INFERENCE} {MODEL}"].attributes
 
 
 def test_usage_input_and_output_keep_only_what_the_detail_buckets_leave_over():

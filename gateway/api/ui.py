@@ -23,7 +23,7 @@ from gateway import semconv as sc
 from gateway.api.http import JSONResponse, bearer_token, service_of
 from gateway.delivery.recent import RecentTraces
 from gateway.errors import Forbidden, NotFound
-from gateway.sessions.state import OpenSpan, SessionState
+from gateway.sessions.state import AWAIT_TURN_COMPLETE, OpenSpan, SessionState
 
 STATIC = Path(__file__).parent.parent / "static"
 
@@ -62,13 +62,17 @@ def _open_span(span: OpenSpan, trace_id: str, now_ns: int) -> dict[str, Any]:
 def open_spans(state: SessionState, now_ns: int) -> list[dict[str, Any]]:
     """What is still open in a live session, as span dicts with no end yet."""
     trace = state.trace
-    root = OpenSpan(sc.SPAN_SESSION, trace.root_span_id, trace.parent_span_id, state.start_ns,
+    root = OpenSpan(sc.SPAN_SESSION, trace.root_span_id, trace.parent_span_id, state.root_start_ns,
                     attributes={sc.SESSION_ID: state.session_id}, events=list(state.root_events))
     spans = [root, *state.tools.values()]
     if state.connection:
         spans.append(state.connection)
     if state.turn:
         spans.extend(s for s in (state.turn.span, state.turn.speech, state.turn.inference) if s is not None)
+    if state.held:  # ended, its spans not yet out (machine: waiting for a trailing turn_complete or playback)
+        spans.append(state.held.span)
+        if state.held.awaiting == AWAIT_TURN_COMPLETE and state.held.inference is not None:
+            spans.append(state.held.inference)
     # A per-turn trace mode puts turn spans in traces of their own: each open span says which.
     return [_open_span(s, s.trace_id or trace.trace_id, now_ns) for s in spans]
 

@@ -13,7 +13,8 @@ so the other exporters keep clean semantic-convention spans.
 
     voice_session          langfuse.observation.type=agent; transcript as observation and trace input/output
     invoke_agent {agent}   agent; gen_ai.input/output.messages as observation input/output
-    realtime_inference     generation; model.name, usage_details, cost_details, completion_start_time
+    realtime_inference     generation; model.name, usage_details, cost_details, completion_start_time (the
+                           only observations with a model: gen_ai.request/response.model are left out)
     execute_tool {name}    tool; tool call arguments/result as observation input/output
     anything else          span
     every span             langfuse.trace.name, session.id, user.id, langfuse.trace.tags,
@@ -78,6 +79,9 @@ LF_AS_ROOT: Final = "langfuse.internal.as_root"
 
 # Langfuse reads these bare names as input, output and model when nothing better is set.
 BARE_NAMES: Final = frozenset({"input", "output", "model"})
+# Langfuse takes a model from these on any observation and looks it up (a tokenizer would then count and price
+# the root's transcript): on this path a model is stated only on generations, as langfuse.observation.model.name.
+MODEL_NAMES: Final = frozenset({sc.GEN_AI_REQUEST_MODEL, sc.GEN_AI_RESPONSE_MODEL})
 
 
 _ENV_INVALID_RUN = re.compile(r"[^a-z0-9_-]+")
@@ -199,7 +203,7 @@ def langfuse_view(span: ReadableSpan) -> ReadableSpan:
 def langfuse_attributes(span: ReadableSpan) -> dict[str, AttributeValue]:
     """The span's attributes plus Langfuse's, minus the bare names Langfuse would misread."""
     source: Mapping[str, AttributeValue] = span.attributes or {}
-    attrs = {key: value for key, value in source.items() if key not in BARE_NAMES}
+    attrs = {key: value for key, value in source.items() if key not in BARE_NAMES and key not in MODEL_NAMES}
     kind = observation_type(span.name, _text(source, sc.GEN_AI_OPERATION_NAME))
     attrs[LF_TYPE] = kind
     _add_trace_facts(attrs, source, span.resource)
@@ -249,20 +253,25 @@ def langfuse_environment(value: str) -> str:
 
 
 def usage_details(attrs: Mapping[str, AttributeValue]) -> dict[str, int]:
-    """Langfuse usage details from the gen_ai.usage.* counts.
+    """Langfuse usage details from the gen_ai.usage.* counts, under the keys Langfuse's own price definitions of
+    the provider's realtime models read (its default-model-prices): Gemini Live (``gemini-live-2.5-flash-native-
+    audio``) prices ``input_text``, ``input_audio``, ``output_text``, ``output_audio``; OpenAI Realtime
+    (``gpt-4o-realtime-preview``) ``input_text_tokens``, ``input_audio_tokens``, ``output_text_tokens``,
+    ``output_audio_tokens``. Cached input is ``input_cached_tokens``.
 
     Langfuse treats the keys as separate buckets: it prices each key on its own and shows "input tokens" as
     the sum of every key containing "input". So, as Langfuse does when it converts an OpenAI usage object,
     ``input``/``output`` carry only what the detail keys leave over, and ``total`` is the true total.
     """
+    suffix = "" if _gemini(attrs) else "_tokens"
     input_details = {
-        "input_audio_tokens": _count(attrs, sc.GEN_AI_USAGE_AUDIO_INPUT_TOKENS),
-        "input_text_tokens": _count(attrs, sc.GEN_AI_USAGE_TEXT_INPUT_TOKENS),
+        f"input_audio{suffix}": _count(attrs, sc.GEN_AI_USAGE_AUDIO_INPUT_TOKENS),
+        f"input_text{suffix}": _count(attrs, sc.GEN_AI_USAGE_TEXT_INPUT_TOKENS),
         "input_cached_tokens": _count(attrs, sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
     }
     output_details = {
-        "output_audio_tokens": _count(attrs, sc.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS),
-        "output_text_tokens": _count(attrs, sc.GEN_AI_USAGE_TEXT_OUTPUT_TOKENS),
+        f"output_audio{suffix}": _count(attrs, sc.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS),
+        f"output_text{suffix}": _count(attrs, sc.GEN_AI_USAGE_TEXT_OUTPUT_TOKENS),
     }
     usage: dict[str, int] = {}
     total: int | None = None
@@ -278,6 +287,12 @@ def usage_details(attrs: Mapping[str, AttributeValue]) -> dict[str, int]:
     if total is not None:
         usage["total"] = total
     return usage
+
+
+def _gemini(attrs: Mapping[str, AttributeValue]) -> bool:
+    provider = (_text(attrs, sc.GEN_AI_PROVIDER_NAME) or "").lower()
+    model = (_text(attrs, sc.GEN_AI_RESPONSE_MODEL) or _text(attrs, sc.GEN_AI_REQUEST_MODEL) or "").lower()
+    return provider.startswith(("gcp.", "google")) or "gemini" in provider or model.startswith("gemini")
 
 
 def cost_details(attrs: Mapping[str, AttributeValue]) -> dict[str, float]:
