@@ -19,7 +19,7 @@ from test_browser import CHROMIUM, FLAGS
 from test_provider_sdks import interruptions, named, openai_usages
 
 ROOTS = {"/static/": REPO / "gateway" / "static", "/sdk/": REPO / "tests" / "js" / "node_modules",
-         "/page/": REPO / "tests" / "js" / "sdk"}
+         "/page/": REPO / "tests" / "js" / "sdk", "/fixtures/": REPO / "tests" / "fixtures"}
 
 
 class AppFiles(SimpleHTTPRequestHandler):
@@ -105,3 +105,62 @@ def test_agents_realtime_session_in_chromium_reaches_the_collector(
         "realtime_inference"]
     assert turns[0].attributes["voice.latency.source"] == "provider_vad"
     assert root.attributes["voice.client.sdk"].startswith("voice-trace-js/")
+
+
+@pytest.fixture
+def webrtc_browser() -> Iterator[Browser]:
+    # Two peers on one machine: host candidates with their real loopback address (no mDNS names, which
+    # nothing resolves here), and audio that may start without a user gesture.
+    flags = [*FLAGS, "--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required"]
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
+        yield b
+        b.close()
+
+
+def test_agents_realtime_webrtc_transport_against_a_local_peer_in_chromium(
+    webrtc_browser: Browser, app_origin: str
+) -> None:
+    page = webrtc_browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{app_origin}/page/webrtc.html")
+    page.wait_for_function("window.result || window.failure", timeout=90000)
+    assert page.evaluate("window.failure || null") is None, page.evaluate("window.failure")
+    result: dict[str, Any] = page.evaluate("window.result")
+    assert result["problems"] == [] and errors == [] and result["warnings"] == []
+    assert result["offers"] == 1 and result["iceState"] in {"connected", "completed", "closed"}
+    assert result["clientSent"][0] == "session.update"
+    seqs = json.loads((REPO / "tests" / "fixtures" / "providers" / "openai-realtime.json").read_text())["sequences"]
+    usage = [m["response"]["usage"] for name in ("webrtc_turn1_answer", "webrtc_turn2_answer")
+             for m in seqs[name] if m["type"] == "response.done"]
+    assert result["events"] == [
+        {"type": "connection.open", "connection_id": "conn-1"},
+        {"type": "connection.setup_complete"},
+        {"type": "user.speech_start", "source": "provider_vad"},
+        {"type": "user.speech_end", "source": "provider_vad"},
+        {"type": "user.transcript", "text": "What's the weather in Paris?", "final": True},
+        {"type": "model.response_start"},
+        # WebRTC: the server's output buffer says when its audio plays.
+        {"type": "model.audio_start"},
+        {"type": "model.playback_start"},
+        {"type": "model.transcript", "text": "It's 18 degrees and lightly raining."},
+        {"type": "model.usage", "usage": usage[0]},
+        {"type": "model.generation_complete"},
+        {"type": "model.turn_complete"},
+        {"type": "model.playback_end"},
+        {"type": "user.speech_start", "source": "provider_vad"},
+        {"type": "user.speech_end", "source": "provider_vad"},
+        {"type": "user.transcript", "text": "Tell me about the Eiffel Tower.", "final": True},
+        {"type": "model.response_start"},
+        {"type": "model.audio_start"},
+        {"type": "model.playback_start"},
+        {"type": "model.transcript", "text": "The Eiffel Tower was built for the 1889 World's Fair."},
+        {"type": "model.usage", "usage": usage[1]},
+        {"type": "model.generation_complete"},
+        {"type": "model.turn_complete"},
+        # The user cut the answer while it played: the server truncated it at what was heard.
+        {"type": "user.speech_start", "source": "provider_vad"},
+        {"type": "model.interrupted", "played_ms": 1500},
+        {"type": "connection.close"},
+    ]
