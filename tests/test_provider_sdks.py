@@ -143,8 +143,8 @@ def test_openai_agents_realtime_session_barge_in_after_generation_is_an_interrup
     root, spans = trace_of(sink, out)
     truncate = out["info"]["truncate"]
     [cut] = interruptions(root)
-    assert cut["voice.interruption.played_ms"] == truncate["audio_end_ms"] < 10000
-    assert cut["voice.interruption.generated_ms"] == 10000
+    assert cut["voice.interruption.played_ms"] == truncate["audio_end_ms"] < 20000
+    assert cut["voice.interruption.generated_ms"] == 20000
     assert root.attributes["voice.session.interruption_count"] == 1
     usages = openai_usages("turn1_tool_call", "turn1_answer", "turn2_answer", "turn3_answer")
     assert root.attributes["gen_ai.usage.input_tokens"] == sum(u["input_tokens"] for u in usages)

@@ -93,8 +93,8 @@ def test_agents_realtime_session_in_chromium_reaches_the_collector(
     spans = sink.trace(result["trace_id"])
     root = next(s for s in spans if s.name == "voice_session")
     [cut] = interruptions(root)
-    assert cut["voice.interruption.played_ms"] == result["truncate"]["audio_end_ms"] < 10000
-    assert cut["voice.interruption.generated_ms"] == 10000
+    assert cut["voice.interruption.played_ms"] == result["truncate"]["audio_end_ms"] < 20000
+    assert cut["voice.interruption.generated_ms"] == 20000
     usages = openai_usages("turn1_tool_call", "turn1_answer", "turn2_answer", "turn3_answer")
     assert root.attributes["gen_ai.usage.input_tokens"] == sum(u["input_tokens"] for u in usages)
     assert root.attributes["gen_ai.usage.output_tokens"] == sum(u["output_tokens"] for u in usages)
