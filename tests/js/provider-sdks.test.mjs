@@ -150,7 +150,7 @@ const OPENAI_TURN3_END = [
 for (const attachTo of ["session", "transport"]) {
   test(`@openai/agents-realtime RealtimeSession (attached to its ${attachTo}): barge-in after the answer was generated`, async () => {
     const { events, info } = await run(openaiAgentsSession, { attachTo });
-    assert.ok(info.truncate.audio_end_ms < 10000, "the SDK truncated the answer it was still playing");
+    assert.ok(info.truncate.audio_end_ms < 20000, "the SDK truncated the answer it was still playing");
     assert.deepEqual(events, [
       ...OPENAI_TURN1,
       { type: "model.usage", usage: U1 },
@@ -170,7 +170,7 @@ for (const attachTo of ["session", "transport"]) {
       { type: "model.turn_complete" },
       { type: "user.speech_start", source: "provider_vad" },
       // After its turn_complete: the gateway attaches it to the turn it cuts.
-      { type: "model.interrupted", played_ms: info.truncate.audio_end_ms, generated_ms: 10000 },
+      { type: "model.interrupted", played_ms: info.truncate.audio_end_ms, generated_ms: 20000 },
       ...OPENAI_TURN3_END,
       { type: "connection.close" },
     ]);

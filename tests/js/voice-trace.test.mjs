@@ -517,3 +517,34 @@ test("traceFetch waits for a starting session at most traceFetchWaitMs", async (
   assert.deepEqual(seen, [null], "the app's call went out without a traceparent rather than wait");
   vt.dispose();
 });
+
+test("events recorded while the session is created lose the words the session's capture answer leaves out", async () => {
+  const gw = new FakeGateway({ capture: ["tool_arguments"] });
+  const vt = VoiceTrace.create({ gatewayUrl: "http://gw.test", fetch: gw.fetch, pageLifecycle: false, requestTimeoutMs: 0 });
+  // Recorded before POST /v1/sessions answered: the client does not know yet what the session keeps.
+  vt.record("user.transcript", { text: "call me at 555 0100", final: true });
+  vt.record("model.transcript", { text: "sure" });
+  vt.record("tool.call", { call_id: "c1", name: "dial", arguments: { number: "5550100" } });
+  vt.record("tool.result", { call_id: "c1", result: { ok: true }, error: "busy" });
+  await vt.ready;
+  await vt.end("completed");
+  assert.deepEqual(vt.capture, ["tool_arguments"]);
+  assert.deepEqual(
+    gw.uniqueEvents().map(({ id: _i, seq: _s, ts: _t, ...rest }) => rest),
+    [
+      { type: "user.transcript", text: "", final: true },
+      { type: "tool.call", call_id: "c1", name: "dial", arguments: { number: "5550100" } },
+      { type: "tool.result", call_id: "c1", error: "tool_error" },
+    ],
+  );
+});
+
+test("a gateway that does not answer capture gets everything, as before", async () => {
+  const gw = new FakeGateway();
+  const vt = await VoiceTrace.start({ gatewayUrl: "http://gw.test", fetch: gw.fetch, pageLifecycle: false, requestTimeoutMs: 0 });
+  vt.record("model.transcript", { text: "hello" });
+  await vt.end("completed");
+  assert.equal(vt.capture, null);
+  assert.equal(vt.captures("transcripts"), true);
+  assert.deepEqual(gw.uniqueEvents().map((e) => e.text), ["hello"]);
+});

@@ -151,7 +151,7 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
     last.reported = true;
     // Cut at or after its end: the user heard it all, nothing was interrupted.
     if (last.generatedMs > 0 && audioEndMs >= last.generatedMs) return;
-    record("model.interrupted", { played_ms: audioEndMs, generated_ms: last.generatedMs });
+    record("model.interrupted", last.generatedMs > 0 ? { played_ms: audioEndMs, generated_ms: last.generatedMs } : { played_ms: audioEndMs });
   }
 
   const adapter = {
@@ -164,6 +164,7 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
     },
 
     onOpen: guard(function onOpen(info) {
+      if (st.connectionId !== null) return; // already open (WebRTC: its first server event came first)
       st.connections++;
       st.setupDone = false;
       st.connectionId = (info && info.connectionId) || `${opts.connectionIdPrefix}${st.connections}`;
@@ -175,6 +176,7 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
       if (ev && typeof ev.code === "number") fields.code = ev.code;
       if (ev && ev.reason) fields.reason = String(ev.reason).slice(0, 1024);
       record("connection.close", fields);
+      st.connectionId = null;
     }),
 
     onError: guard(function onError(ev, errorType = "connection_error") {
@@ -188,6 +190,8 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
       if (!ev || typeof ev !== "object" || typeof ev.type !== "string") return;
       switch (ev.type) {
         case "session.created":
+          // WebRTC's transport says it is connected only after session.updated: the connection is open.
+          if (st.connectionId === null) adapter.onOpen();
           if (!st.setupDone) {
             st.setupDone = true;
             record("connection.setup_complete");
@@ -250,6 +254,7 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
           break;
         case "response.output_item.added":
         case "response.output_item.done":
+          if (ev.item && ev.item.type === "message" && ev.item.role === "assistant" && ev.item.id) st.audioItemId = ev.item.id;
           if (ev.item && ev.item.type === "function_call" && ev.item.call_id) {
             st.toolNames.set(ev.item.call_id, ev.item.name);
           }
@@ -270,7 +275,8 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
         case "response.done": {
           const r = ev.response || {};
           transcript.flush();
-          if (st.generatedBytes) {
+          // WebRTC sends no audio deltas (the audio is on the media track): its playback signal counts.
+          if (st.generatedBytes || st.playbackReported) {
             st.lastAudio = { itemId: st.audioItemId, generatedMs: generatedMs(), playbackTs: st.playbackTs, reported: false };
           }
           if (r.usage) {

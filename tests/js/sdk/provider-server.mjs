@@ -88,6 +88,7 @@ export class ProviderServer {
     const s = new ProviderServer();
     s.fixture = typeof fixture === "string" ? loadFixture(fixture) : fixture;
     s.http = tls ? https.createServer(testCertificate()) : http.createServer();
+    s.http.on("request", (req, res) => s._control(req, res));
     s.wss = new WebSocketServer({ server: s.http });
     s.connections = [];
     s.wss.on("connection", (ws, req) => s.connections.push(new Connection(ws, req, s.fixture)));
@@ -97,6 +98,37 @@ export class ProviderServer {
     s.httpUrl = `${tls ? "https" : "http"}://${host}:${port}`;
     s.wsUrl = `${tls ? "wss" : "ws"}://${host}:${port}`;
     return s;
+  }
+
+  /**
+   * The control API a scenario running elsewhere (a browser page) drives the server with, as the node
+   * scenarios do directly: GET /control/play?conn=0&seq=a,b, /control/wait?conn=0&type=T (answers the client
+   * message), /control/send?conn=0&msg={json}. Simple GETs with CORS, so a page can call them.
+   */
+  async _control(req, res) {
+    const u = new URL(req.url, "http://local");
+    const reply = (status, body) => {
+      res.writeHead(status, { "content-type": "application/json", "access-control-allow-origin": "*" });
+      res.end(JSON.stringify(body));
+    };
+    try {
+      const c = await this.connection(Number(u.searchParams.get("conn") || 0));
+      if (u.pathname === "/control/play") {
+        for (const name of (u.searchParams.get("seq") || "").split(",").filter(Boolean)) c.play(name);
+        return reply(200, {});
+      }
+      if (u.pathname === "/control/wait") {
+        const type = u.searchParams.get("type");
+        return reply(200, await c.waitFor((m) => m.type === type, type));
+      }
+      if (u.pathname === "/control/send") {
+        c.send(JSON.parse(u.searchParams.get("msg")));
+        return reply(200, {});
+      }
+      return reply(404, { error: "unknown control path" });
+    } catch (e) {
+      return reply(500, { error: String(e && e.message) });
+    }
   }
 
   /** The n-th connection (0-based), once it exists. */

@@ -233,7 +233,8 @@ export async function openaiAgentsSession({ trace, recorded, attachTo = "session
     c.play("turn2_user");
     c.play("turn2_answer");
     await until(() => count("model.turn_complete") === 2, "turn 2");
-    // The answer is generated (10 s of audio) but still playing: the user barges in.
+    // The answer is generated (20 s of audio: a wide margin over the time a loaded machine takes to get
+    // here) but still playing: the user barges in.
     c.play("turn3_user_barge_in");
     const truncate = await c.waitFor((m) => m.type === "conversation.item.truncate", "truncate");
     c.send({ type: "conversation.item.truncated", event_id: "event_truncated_1", item_id: truncate.item_id, content_index: truncate.content_index, audio_end_ms: truncate.audio_end_ms });
