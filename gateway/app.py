@@ -27,11 +27,12 @@ from gateway.api import recordings as recording_routes
 from gateway.api.http import JSONResponse
 from gateway.delivery.export_queue import RetryingBatchProcessor
 from gateway.delivery.recent import RecentTraces
-from gateway.errors import RequestError
+from gateway.errors import ConfigError, RequestError
 from gateway.limits import IngestGuard
 from gateway.metrics import GatewayMetrics
 from gateway.otel_config import Telemetry, load_telemetry
-from gateway.recordings.service import Recordings
+from gateway.recordings.langfuse_media import LangfuseTarget, target_from_env
+from gateway.recordings.service import Recordings, publish_forever
 from gateway.security import cors_origin_regex
 from gateway.service import SessionService
 from gateway.sessions.store import SessionStore, open_store
@@ -92,7 +93,8 @@ def create_app(
     service = SessionService(settings, store or open_store(settings.session_store), emitter, metrics,
                              clock=clock or time.time_ns,
                              voice_metrics=voice)
-    recordings = Recordings(settings, service.store, metrics.registry, clock=clock)
+    recordings = Recordings(settings, service.store, metrics.registry, clock=clock,
+                            langfuse=_langfuse_media(telemetry) if settings.captures("audio") else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -104,6 +106,7 @@ def create_app(
         interval = min(settings.sweep_interval_s, max(settings.session_idle_timeout_s / 4, 0.05))
         sweeper = asyncio.create_task(sweep_forever(service, interval))
         recording_sweeper = asyncio.create_task(sweep_recordings_forever(recordings)) if recordings.enabled else None
+        publisher = asyncio.create_task(publish_forever(recordings)) if recordings.publisher else None
         app.state.ready, app.state.draining = True, False
         log.info("voice trace gateway ready: %s", telemetry.describe()["exporters"])
         try:
@@ -113,7 +116,7 @@ def create_app(
             # (gateway/__main__.py), while the listener still took probes. Under plain `uvicorn
             # gateway.app:create_app --factory` there is no drain period: uvicorn has closed its sockets by now.
             app.state.draining = True
-            for task in (sweeper, recording_sweeper):
+            for task in (sweeper, recording_sweeper, publisher):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -172,6 +175,17 @@ def create_app(
     app.state.ready = False
     app.state.draining = False
     return app
+
+
+def _langfuse_media(telemetry: Telemetry) -> LangfuseTarget | None:
+    """Where recordings go as Langfuse media: the Langfuse exporter's host and keys, when it is configured."""
+    if not any(info.kind == "langfuse" for info in telemetry.exporters):
+        return None
+    try:
+        return target_from_env()
+    except ConfigError as exc:
+        log.warning("recordings are not published to Langfuse as media: %s (its keys must come from the env)", exc)
+        return None
 
 
 def _flush_and_close(telemetry: Telemetry, timeout_ms: int) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from obstore.store import ObjectStore
 
 DEFAULT_DIR = Path("data") / "recordings"
+MIME_BY_EXT = {"webm": "audio/webm", "ogg": "audio/ogg", "m4a": "audio/mp4", "wav": "audio/wav"}
 _CHUNK = re.compile(r"^(\d{8})\.([a-z0-9]+)$")
 # A store that does not answer fails the upload quickly, rather than holding the browser's request open.
 _RETRY = {"max_retries": 2, "retry_timeout": timedelta(seconds=10)}
