@@ -63,7 +63,8 @@ def open_object_store(url: str) -> ObjectStore:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path))
-        if not path.is_absolute():
+        # file://dir/x names host "dir": only file:///abs/path (or file://localhost/abs/path) is a local directory.
+        if parsed.netloc not in ("", "localhost") or not path.is_absolute():
             raise ConfigError(key, f"expected file:///absolute/path, got {url!r}")
         try:
             return LocalStore(path, mkdir=True)

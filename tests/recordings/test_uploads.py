@@ -10,6 +10,8 @@ import pytest
 from recording_app import LOOPBACK, WEBM, Clock, make_app, metric, start
 from starlette.testclient import TestClient
 
+from gateway.errors import ConfigError
+
 
 @pytest.fixture
 def clock() -> Clock:
@@ -199,3 +201,11 @@ def test_retention_deletes_recordings_whose_last_chunk_is_older(client: TestClie
     os.utime(fresh_file, (clock.now_ns / 1e9, clock.now_ns / 1e9))
     assert client.portal.call(recordings.sweep) == 1  # type: ignore[union-attr]
     assert stored(store_dir) == [f"s-{fresh.id}/00000000.webm"]
+
+
+def test_a_bad_store_url_fails_at_startup_naming_its_key() -> None:
+    for url in ("ftp://host/dir", "file://relative/dir", "s3://"):
+        with pytest.raises(ConfigError) as raised:
+            make_app(url)
+        assert raised.value.key == "distribution.voice_gateway.recording_store", url
+    make_app("ftp://host/dir", audio=False)  # no audio captured: no store opened, nothing to refuse
