@@ -32,14 +32,7 @@ from gateway.recordings.trace import annotate as annotate_recording
 from gateway.redact import Redactor
 from gateway.security import ApiKeys, TokenSigner
 from gateway.sessions.machine import MachineOptions, SessionMachine, event_time_ns
-from gateway.sessions.state import (
-    FinishedSpan,
-    RecordingState,
-    SessionState,
-    TraceRef,
-    new_span_id,
-    new_trace_id,
-)
+from gateway.sessions.state import FinishedSpan, SessionState, TraceRef, new_span_id, new_trace_id
 from gateway.sessions.store import SessionStore
 from gateway.sessions.summary import summarize
 from gateway.settings import GatewaySettings
@@ -154,7 +147,7 @@ class SessionService:
             attributes=dict(req.attributes),
             client_sdk=_shared(req.client.sdk) if req.client else None,
             user_agent=_shared(req.client.user_agent) if req.client else None,
-            recording=RecordingState() if recordings.recording_allowed(self.settings, req.record_audio) else None,
+            recording=recordings.new_state(self.settings, req.record_audio),
         )
         if not await self.store.create(state):
             raise Conflict(f"session {state.session_id!r} already exists",

@@ -23,6 +23,7 @@ from gateway.recordings.links import RecordingLinks
 from gateway.recordings.metrics import RecordingMetrics
 from gateway.recordings.store import MIME_BY_EXT, RecordingStore, StorageUnavailable, StoredChunk
 from gateway.semconv import RECORDING_CHANNEL_LAYOUT
+from gateway.sessions.state import RecordingState
 from gateway.sessions.store import SessionStore
 from gateway.settings import GatewaySettings
 
@@ -32,6 +33,11 @@ log = logging.getLogger("gateway.recordings")
 def recording_allowed(settings: GatewaySettings, consent: bool) -> bool:
     """Twice opted in: the operator captures audio, and the app asked for this session."""
     return consent and settings.captures("audio")
+
+
+def new_state(settings: GatewaySettings, consent: bool) -> RecordingState | None:
+    """A new session's recording state: None unless audio is recorded for it."""
+    return RecordingState() if recording_allowed(settings, consent) else None
 
 
 def session_answer(settings: GatewaySettings, consent: bool) -> dict[str, Any]:
