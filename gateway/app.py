@@ -31,13 +31,14 @@ from gateway.delivery.outbox import OutboxSource
 from gateway.delivery.outbox_redis import RedisOutbox
 from gateway.delivery.outbox_sqlite import SqliteOutbox
 from gateway.delivery.recent import RecentTraces
-from gateway.errors import RequestError
+from gateway.errors import ConfigError, RequestError
 from gateway.limits import IngestGuard
 from gateway.metrics import GatewayMetrics
 from gateway.otel_config import Telemetry, load_telemetry
 from gateway.providers.forward_auth import ForwardAuth
 from gateway.providers.minting import TokenMinter
-from gateway.recordings.service import Recordings
+from gateway.recordings.langfuse_media import LangfuseTarget, target_from_env
+from gateway.recordings.service import Recordings, publish_forever
 from gateway.service import SessionService
 from gateway.sessions.redis_store import RedisStore
 from gateway.sessions.sqlite_store import SqliteStore
@@ -103,7 +104,8 @@ def create_app(
     service = SessionService(settings, store, emitter, metrics,
                              clock=clock or time.time_ns,
                              voice_metrics=voice)
-    recordings = Recordings(settings, service.store, metrics.registry, clock=clock)
+    recordings = Recordings(settings, service.store, metrics.registry, clock=clock,
+                            langfuse=_langfuse_media(telemetry) if settings.captures("audio") else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -117,6 +119,7 @@ def create_app(
             drain.start()
         sweeper = asyncio.create_task(sweep_forever(service, interval))
         recording_sweeper = asyncio.create_task(sweep_recordings_forever(recordings)) if recordings.enabled else None
+        publisher = asyncio.create_task(publish_forever(recordings)) if recordings.publisher else None
         app.state.ready, app.state.draining = True, False
         log.info("voice trace gateway ready: %s", telemetry.describe()["exporters"])
         if settings.provider_tokens:
@@ -131,7 +134,7 @@ def create_app(
             # One deadline for the whole shutdown: set when the exit began under `serve` (the wait for in-flight
             # requests came out of it), else from now.
             deadline = getattr(app.state, "shutdown_deadline", None) or time.monotonic() + settings.shutdown_grace_s
-            for task in (sweeper, recording_sweeper):
+            for task in (sweeper, recording_sweeper, publisher):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -213,6 +216,17 @@ def outbox_drain(store: SessionStore, telemetry: Telemetry, metrics: GatewayMetr
         return None
     store.outbox = True
     return drain
+
+
+def _langfuse_media(telemetry: Telemetry) -> LangfuseTarget | None:
+    """Where recordings go as Langfuse media: the Langfuse exporter's host and keys, when it is configured."""
+    if not any(info.kind == "langfuse" for info in telemetry.exporters):
+        return None
+    try:
+        return target_from_env()
+    except ConfigError as exc:
+        log.warning("recordings are not published to Langfuse as media: %s (its keys must come from the env)", exc)
+        return None
 
 
 def _flush_and_close(telemetry: Telemetry, deadline: float, drain: OutboxDrain | None = None) -> None:

@@ -37,7 +37,6 @@ from gateway.sessions.machine import MachineOptions, SessionMachine
 from gateway.sessions.outbox import OutboxEntry
 from gateway.sessions.state import (
     FinishedSpan,
-    RecordingState,
     SessionState,
     TraceRef,
     new_span_id,
@@ -160,7 +159,7 @@ class SessionService:
             attributes=dict(req.attributes),
             client_sdk=_shared(req.client.sdk) if req.client else None,
             user_agent=_shared(req.client.user_agent) if req.client else None,
-            recording=RecordingState() if recordings.recording_allowed(self.settings, req.record_audio) else None,
+            recording=recordings.new_state(self.settings, req.record_audio),
         )
         if not await self.store.create(state):
             raise Conflict(f"session {state.session_id!r} already exists",

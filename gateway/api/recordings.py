@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import AsyncIterator
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.api.http import JSONResponse, bearer_token, service_of
-from gateway.errors import Forbidden
+from gateway.errors import BadRequest, Forbidden
 from gateway.recordings.service import Recordings
 
 
@@ -40,6 +41,15 @@ def _admin(request: Request) -> None:
         raise Forbidden("deleting a recording needs VTG_ADMIN_KEY set, or a loopback client")
 
 
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for piece in request.stream():
+            yield piece
+    except ClientDisconnect:
+        # The browser went away mid-chunk: nothing is stored, and it sends the chunk again if it comes back.
+        raise BadRequest("the chunk's upload was cut short") from None
+
+
 async def upload_chunk(request: Request) -> Response:
     session_id = request.path_params["session_id"]
     service_of(request).signer.verify(bearer_token(request), session_id)
@@ -50,7 +60,7 @@ async def upload_chunk(request: Request) -> Response:
         request.query_params.get("start"),
         request.headers.get("content-type"),
         int(declared) if declared is not None and declared.isdigit() else None,
-        request.stream(),
+        _body(request),
     )
     return JSONResponse(answer, status_code=status)
 

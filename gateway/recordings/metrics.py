@@ -15,5 +15,8 @@ class RecordingMetrics:
         self.storage_failures = Counter(
             "vtg_recording_storage_failures", "Object store operations that failed, by operation", ["operation"],
             registry=registry)
+        self.langfuse_media = Counter(
+            "vtg_recording_langfuse_media", "Recordings published to Langfuse as media, by outcome", ["outcome"],
+            registry=registry)
         self.deleted = Counter("vtg_recording_deleted", "Recordings deleted, by cause (request, retention)",
                                ["cause"], registry=registry)

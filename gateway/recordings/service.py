@@ -6,6 +6,7 @@ counts ``vtg_recording_storage_failures``, while events, sessions and spans go o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,20 +18,26 @@ from prometheus_client import CollectorRegistry
 
 from gateway.errors import Forbidden, NotFound, RequestError
 from gateway.recordings import uploads
+from gateway.recordings.langfuse_media import LangfuseTarget, MediaPublisher
 from gateway.recordings.links import RecordingLinks
 from gateway.recordings.metrics import RecordingMetrics
-from gateway.recordings.store import RecordingStore, StorageUnavailable, StoredChunk
+from gateway.recordings.store import MIME_BY_EXT, RecordingStore, StorageUnavailable, StoredChunk
 from gateway.semconv import RECORDING_CHANNEL_LAYOUT
+from gateway.sessions.state import RecordingState
 from gateway.sessions.store import SessionStore
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("gateway.recordings")
-MIME_BY_EXT = {"webm": "audio/webm", "ogg": "audio/ogg", "m4a": "audio/mp4", "wav": "audio/wav"}
 
 
 def recording_allowed(settings: GatewaySettings, consent: bool) -> bool:
     """Twice opted in: the operator captures audio, and the app asked for this session."""
     return consent and settings.captures("audio")
+
+
+def new_state(settings: GatewaySettings, consent: bool) -> RecordingState | None:
+    """A new session's recording state: None unless audio is recorded for it."""
+    return RecordingState() if recording_allowed(settings, consent) else None
 
 
 def session_answer(settings: GatewaySettings, consent: bool) -> dict[str, Any]:
@@ -68,7 +75,8 @@ class Playback:
 
 class Recordings:
     def __init__(self, settings: GatewaySettings, sessions: SessionStore, registry: CollectorRegistry,
-                 store: RecordingStore | None = None, clock: Callable[[], int] | None = None) -> None:
+                 store: RecordingStore | None = None, clock: Callable[[], int] | None = None,
+                 langfuse: LangfuseTarget | None = None) -> None:
         self.settings = settings
         self.sessions = sessions
         self.metrics = RecordingMetrics(registry)
@@ -78,6 +86,9 @@ class Recordings:
         self.store = store if store is not None else (RecordingStore.open(settings.recording_store)
                                                       if self.enabled else None)
         self.clock = clock or time.time_ns
+        # The whole call as media on its Langfuse trace, when Langfuse is an exporter (langfuse_media.py).
+        self.publisher = (MediaPublisher(langfuse, self.store, sessions, self.metrics, settings.recording_grace_s,
+                                         self.clock) if langfuse is not None and self.store is not None else None)
         self.limits = uploads.Limits(settings.recording_max_chunk_bytes, settings.recording_max_session_bytes,
                                      settings.recording_max_duration_s, settings.recording_grace_s)
 
@@ -124,6 +135,8 @@ class Recordings:
         self.metrics.chunks.labels("duplicate" if duplicate else "stored").inc()
         if not duplicate:
             self.metrics.bytes.inc(counted.size)
+            if self.publisher is not None:
+                self.publisher.remember(session_id, state.trace.trace_id)
         return (200 if duplicate else 201), answer
 
     async def playback(self, session_id: str, range_header: str | None) -> Playback:
@@ -191,6 +204,19 @@ class Recordings:
             self.metrics.deleted.labels("retention").inc(count)
             log.info("deleted %d recordings past %g days", count, self.settings.recording_retention_days)
         return count
+
+
+async def publish_forever(recordings: Recordings) -> None:
+    """Publish finished recordings to Langfuse, a few times per grace window."""
+    if recordings.publisher is None:
+        return
+    interval = max(1.0, recordings.settings.recording_grace_s / 3)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await recordings.publisher.publish_due()
+        except Exception:
+            log.exception("publishing recordings to Langfuse failed; retrying next interval")
 
 
 class RangeNotSatisfiable(RequestError):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from obstore.store import ObjectStore
 
 DEFAULT_DIR = Path("data") / "recordings"
+MIME_BY_EXT = {"webm": "audio/webm", "ogg": "audio/ogg", "m4a": "audio/mp4", "wav": "audio/wav"}
 _CHUNK = re.compile(r"^(\d{8})\.([a-z0-9]+)$")
 # A store that does not answer fails the upload quickly, rather than holding the browser's request open.
 _RETRY = {"max_retries": 2, "retry_timeout": timedelta(seconds=10)}
@@ -62,7 +63,8 @@ def open_object_store(url: str) -> ObjectStore:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path))
-        if not path.is_absolute():
+        # file://dir/x names host "dir": only file:///abs/path (or file://localhost/abs/path) is a local directory.
+        if parsed.netloc not in ("", "localhost") or not path.is_absolute():
             raise ConfigError(key, f"expected file:///absolute/path, got {url!r}")
         try:
             return LocalStore(path, mkdir=True)

@@ -1,4 +1,8 @@
 // The live viewer: polls the gateway's read-only viewer API and draws a session as a span waterfall.
+import { CallPlayer } from "./ui-player.js";
+
+const player = new CallPlayer(document.getElementById("player"));
+player.listen(document.getElementById("detail"));
 const key = new URLSearchParams(location.search).get("key");
 const headers = key ? { authorization: `Bearer ${key}` } : {};
 const KEY_ATTRIBUTES = [
@@ -91,7 +95,7 @@ function waterfall(data) {
     }
     const fmt = (v) => (typeof v === "number" && !Number.isInteger(v) ? v.toFixed(1) : v);
     const shown = KEY_ATTRIBUTES.filter((k) => k in s.attributes).map((k) => `${k.split(".").pop()}=${fmt(s.attributes[k])}`);
-    table.append(el("tr", { "data-span": s.name },
+    table.append(el("tr", { "data-span": s.name, "data-start": s.start_time_unix_nano, "data-end": stop },
       el("td", { class: "name", style: `padding-left:${depthOf(s, byId) * 16 + 4}px` }, s.name,
         el("div", { class: "attrs" }, shown.join(" · "))),
       el("td", {}, track),
@@ -110,6 +114,7 @@ async function refresh() {
     if (selected) {
       const data = await getJSON(`/ui/api/traces/${selected}`);
       document.getElementById("detail").replaceChildren(...waterfall(data));
+      player.show(data);
       document.body.dataset.rendered = selected;
     }
     status.textContent = `${list.active.length} active · ${list.recent.length} recent · ${new Date().toLocaleTimeString()}`;

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import REPO
 from otlp_sink import Collector, ReceivedSpan, Sink
 from playwright.sync_api import sync_playwright
 
@@ -23,6 +24,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--autoplay-policy=no-user-gesture-required",
          "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 PAGE = (Path(__file__).parent / "call_page.js").read_text()
+ARTIFACTS = REPO / "test-artifacts"
 RATE = 16000  # decoded for analysis
 WINDOW = 0.05  # s per energy window
 # The recording may start and stop a little apart from the session's timeline (MediaRecorder's start, the last
@@ -104,6 +106,7 @@ def test_a_browser_call_is_recorded_in_stereo_aligned_with_its_spans(
             page.on("pageerror", lambda e: page_errors.append(str(e)))
             page.goto(f"{gw.url}/healthz")  # any page of the gateway's origin: the client is imported from it
             result = page.evaluate(PAGE, {"modelPcm": model_pcm, "modelRate": model_rate, "seconds": 12})
+            viewer = viewer_plays_the_call(browser.new_page(), gw.url)
         finally:
             browser.close()
     assert page_errors == [] and result["errors"] == [], (page_errors, result["errors"])
@@ -150,3 +153,42 @@ def test_a_browser_call_is_recorded_in_stereo_aligned_with_its_spans(
     assert inside and outside
     assert statistics.median(inside) > 0.02, statistics.median(inside)
     assert p95(outside) < 0.003, p95(outside)
+
+    # The viewer's player: both waveforms drawn from the decoded call; a click on the first user_speech row plays
+    # that span's part of the recording.
+    assert viewer["state"] == "ready" and viewer["channels"] == 2
+    # A silent channel draws a 1-pixel line per column (1200 pixels): speech draws several times that.
+    assert all(ink > 3 * 1200 for ink in viewer["ink"]), viewer["ink"]
+    assert abs(viewer["duration"] - decoded_s) <= DURATION_TOLERANCE_S
+    first_speech = min(speech)
+    assert viewer["playing"]["offset"] == pytest.approx(max(0.0, first_speech[0]), abs=0.01)
+    assert viewer["playing"]["duration"] == pytest.approx(first_speech[1] - max(0.0, first_speech[0]), abs=0.01)
+
+
+def viewer_plays_the_call(page: Any, url: str) -> dict[str, Any]:
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{url}/ui")
+    page.wait_for_selector("#player[data-state=ready]", timeout=30_000)
+    rows = page.locator('tr[data-span="user_speech"]')
+    rows.first.wait_for()
+    # The first by start time (the waterfall lists turns in order, each speech under its turn).
+    page.evaluate("""() => {
+        const rows = [...document.querySelectorAll('tr[data-span="user_speech"]')];
+        rows.sort((a, b) => Number(a.dataset.start) - Number(b.dataset.start));
+        rows[0].click();
+    }""")
+    facts = page.evaluate("""() => {
+        const p = window.vtgPlayer;
+        const ink = [...document.querySelectorAll('#player canvas.waveform')].map((c) => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
+            return n;
+        });
+        return {state: document.getElementById('player').dataset.state, channels: p.buffer.numberOfChannels,
+                duration: p.buffer.duration, ink, playing: p.playing};
+    }""")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-player.png"), full_page=True)
+    assert errors == [], errors
+    return dict(facts)

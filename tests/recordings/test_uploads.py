@@ -10,6 +10,8 @@ import pytest
 from recording_app import LOOPBACK, WEBM, Clock, make_app, metric, start
 from starlette.testclient import TestClient
 
+from gateway.errors import ConfigError
+
 
 @pytest.fixture
 def clock() -> Clock:
@@ -199,3 +201,25 @@ def test_retention_deletes_recordings_whose_last_chunk_is_older(client: TestClie
     os.utime(fresh_file, (clock.now_ns / 1e9, clock.now_ns / 1e9))
     assert client.portal.call(recordings.sweep) == 1  # type: ignore[union-attr]
     assert stored(store_dir) == [f"s-{fresh.id}/00000000.webm"]
+
+
+def test_a_bad_store_url_fails_at_startup_naming_its_key() -> None:
+    for url in ("ftp://host/dir", "file://relative/dir", "s3://"):
+        with pytest.raises(ConfigError) as raised:
+            make_app(url)
+        assert raised.value.key == "distribution.voice_gateway.recording_store", url
+    make_app("ftp://host/dir", audio=False)  # no audio captured: no store opened, nothing to refuse
+
+
+def test_the_recording_state_lives_in_a_durable_session_store_too(tmp_path: Path, clock: Clock) -> None:
+    store_dir = tmp_path / "recordings"
+    env = {"VTG_SESSION_STORE": f"sqlite:///{tmp_path / 'sessions.db'}"}
+    with TestClient(make_app(store_dir.as_uri(), clock, **env), client=LOOPBACK) as c:
+        s = start(c)
+        assert s.upload(0, b"a" * 10).status_code == 201
+    # Another process (a restart) carries the recording on where the first left it.
+    with TestClient(make_app(store_dir.as_uri(), clock, **env), client=LOOPBACK) as c:
+        s.client = c
+        assert s.upload(0, b"a" * 10).json()["duplicate"] is True
+        assert s.upload(1, b"b" * 10).json() == {"chunk": 1, "bytes": 10, "next": 2}
+        assert stored(store_dir) == [f"s-{s.id}/00000000.webm", f"s-{s.id}/00000001.webm"]
