@@ -58,11 +58,13 @@ def _before(stream_id: tuple[int, int]) -> tuple[int, int] | None:
 
 
 class RedisOutbox:
-    def __init__(self, store: RedisStore, claim_idle_s: float = 30.0) -> None:
+    def __init__(self, store: RedisStore, claim_idle_s: float = 30.0, forget_idle_s: float = 3600.0) -> None:
         self._redis: Any = redis.Redis.from_url(store.url)
         self._stream = store.outbox_stream
         self._bytes = store.outbox_bytes_key
         self._claim_idle_ms = max(1, int(claim_idle_s * 1000))
+        # Every restart is a new consumer: one idle this long with nothing pending is a replica gone for good.
+        self._forget_idle_ms = max(self._claim_idle_ms, int(forget_idle_s * 1000))
         # One consumer name per process: a restarted replica is a new consumer, and its predecessor's pending
         # entries are claimed like any dead replica's.
         self.consumer_name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -109,6 +111,7 @@ class RedisOutbox:
         groups = self._redis.xinfo_groups(self._stream) if self._redis.exists(self._stream) else []
         bound: tuple[int, int] | None = None
         for group in groups:
+            self._forget_gone(group["name"])
             last = _id(group["last-delivered-id"])
             if group["pending"]:
                 smallest = self._redis.xpending(self._stream, group["name"])["min"]
@@ -127,6 +130,13 @@ class RedisOutbox:
         oldest = self._redis.xrange(self._stream, "-", "+", count=1)
         age = max(0.0, time.time() - _id(oldest[0][0])[0] / 1000) if oldest else 0.0
         return OutboxStats(entries, size, age)
+
+    def _forget_gone(self, group: bytes | str) -> None:
+        for consumer in self._redis.xinfo_consumers(self._stream, group):
+            name = consumer["name"]
+            name = name.decode() if isinstance(name, bytes) else name
+            if not consumer["pending"] and consumer["idle"] > self._forget_idle_ms and name != self.consumer_name:
+                self._redis.xgroup_delconsumer(self._stream, group, name)
 
     def close(self) -> None:
         self._redis.close()

@@ -131,3 +131,23 @@ async def test_redis_trim_keeps_what_any_group_still_needs(redis_store: RedisSto
     outbox.ack("langfuse", outbox.read("langfuse", max_spans=512, wait_s=0.1))
     assert outbox.trim().entries == 0
     outbox.close()
+
+
+async def test_redis_forgets_consumers_gone_for_good_once_they_hold_nothing(redis_store: RedisStore) -> None:
+    await fill(redis_store, 1)
+    gone, live = RedisOutbox(redis_store), RedisOutbox(redis_store, claim_idle_s=0.1, forget_idle_s=0.2)
+    for outbox in (gone, live):
+        outbox.register(["otlp"])
+    gone.ack("otlp", gone.read("otlp", max_spans=512, wait_s=0.1))
+    gone.close()
+
+    def consumers() -> set[str]:
+        return {c["name"].decode() for c in live._redis.xinfo_consumers(redis_store.outbox_stream, "otlp")}
+
+    assert gone.consumer_name in consumers()
+    deadline = time.monotonic() + 30
+    while gone.consumer_name in consumers():
+        assert time.monotonic() < deadline, "an idle consumer with nothing pending was never forgotten"
+        live.trim()  # any replica's trim forgets them
+        time.sleep(0.05)
+    live.close()
