@@ -411,8 +411,9 @@ class SessionService:
                 continue
             idle = state.last_activity_ns < now - int(s.session_idle_timeout_s * 1e9)
             kind = "idle" if idle else "max_duration"
-            # An idle session ends where its last event was, not when the sweeper noticed.
-            at = state.last_event_ns / 1e6 if idle else None
+            # An idle session ends where its last event was, not when the sweeper noticed. end() takes client
+            # time (it adds the skew), and the last event's time is the gateway's already.
+            at = (state.last_event_ns - skew_ns(state)) / 1e6 if idle else None
             try:
                 await self.end(session_id, sc.END_TIMEOUT, ts=at, root_attrs={sc.VOICE_SESSION_TIMEOUT_KIND: kind})
                 ended += 1

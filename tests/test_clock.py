@@ -104,3 +104,18 @@ def test_an_event_from_long_before_the_session_is_a_wrong_clock_and_takes_the_se
     assert created - root["start_time_unix_nano"] < 60e9
     times = {e["name"]: e["time_unix_nano"] for e in root["events"]}
     assert times["old"] == times["next"] >= root["start_time_unix_nano"]
+
+
+def test_an_idle_session_of_a_client_whose_clock_is_behind_ends_at_its_last_event() -> None:
+    """The sweeper ends an idle session where its last event was: a gateway time, not to be skew-corrected again."""
+    with make_client(VTG_SESSION_IDLE_TIMEOUT_S="0.3", VTG_SWEEP_INTERVAL_S="0.05") as client:
+        s = start(client)
+        behind = int(time.time() * 1000) - 30_000  # the client's clock reads 30 s less than the gateway's
+        post(client, s, [{"type": "tool.call", "ts": behind - 200, "call_id": "c", "name": "t"}], sent_at=behind)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not client.get(
+                f"/v1/sessions/{s['session_id']}", headers=auth(s)).json()["ended"]:
+            time.sleep(0.05)
+        spans = spans_of(client, s["trace_id"])
+    tool = one(spans, "execute_tool")
+    assert one(spans, "voice_session")["end_time_unix_nano"] == pytest.approx(tool["start_time_unix_nano"], abs=10_000)

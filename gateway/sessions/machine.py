@@ -5,7 +5,9 @@ first of user.speech_start, user.transcript, model.response_start or tool.call
 when none is open, and closes at model.turn_complete, model.interrupted or the
 session's end. Speech that starts while the model is still answering is a
 barge-in: it opens the *next* turn, so it is held aside until the current
-turn closes.
+turn closes. A turn that ended may still hold its spans a little (``state.held``):
+an interrupted generation until the provider's trailing turn_complete (Gemini),
+a completed turn until its audio stops playing, since a barge-in may yet cut it.
 
 Every span that opens ends exactly once; functions here only return spans
 that just ended, so replaying an event (deduplicated upstream by id) or ending

@@ -203,5 +203,7 @@ class SessionState:
                 names.append(self.turn.speech.name)
             if self.turn.inference:
                 names.append(self.turn.inference.name)
+        if self.held:  # ended, its spans not yet out
+            names.append(self.held.span.name)
         names.extend(t.name for t in self.tools.values())
         return names
