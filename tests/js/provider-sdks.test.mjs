@@ -262,3 +262,33 @@ test("adapters that cannot see what they need say so once, through onError and c
   assert.ok(said.every((s) => s.startsWith("[voice-trace] ")));
   await trace.end();
 });
+
+test("a GenAILiveClient that calls a handler it captured before attach is reported, not silently lost", async () => {
+  const problems = [];
+  const gw = new FakeGateway();
+  const trace = await VoiceTrace.start({ gatewayUrl: "http://gw.test", fetch: gw.fetch, pageLifecycle: false, onError: (e) => problems.push(e) });
+  const client = new GenAILiveClient({ apiKey: "k" });
+  const captured = client.onMessage.bind(client); // what connect() would have handed the SDK before the attach
+  const said = await warnings(async () => {
+    attachGeminiLive(client, trace);
+    captured({ setupComplete: {} });
+  });
+  assert.deepEqual(problems.map((p) => p.code), ["raw_messages_not_seen"]);
+  assert.equal(said.length, 1);
+  await trace.end();
+});
+
+test("an agents transport without raw events is reported when a response starts", async () => {
+  const { EventEmitter } = await import("node:events");
+  const problems = [];
+  const gw = new FakeGateway();
+  const trace = await VoiceTrace.start({ gatewayUrl: "http://gw.test", fetch: gw.fetch, pageLifecycle: false, onError: (e) => problems.push(e) });
+  const transport = Object.assign(new EventEmitter(), { sendEvent() {} });
+  await warnings(async () => {
+    attachOpenAIRealtime({ transport }, trace);
+    transport.emit("turn_started", { type: "response_started" });
+    transport.emit("turn_started", { type: "response_started" });
+  });
+  assert.deepEqual(problems.map((p) => p.code), ["no_raw_events"]);
+  await trace.end();
+});

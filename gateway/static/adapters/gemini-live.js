@@ -497,7 +497,7 @@ function looksConnected(client) {
  * `onMessage` and bind it inside connect(). Either is wrapped on the instance, so connect() hands the wrapper to
  * the SDK.
  */
-function hookRawMessages(client, adapter, undo) {
+function hookRawMessages(client, adapter, undo, seen) {
   const name = typeof client.onmessage === "function" ? "onmessage" : typeof client.onMessage === "function" ? "onMessage" : null;
   if (!name) {
     adapter.warn(
@@ -516,6 +516,7 @@ function hookRawMessages(client, adapter, undo) {
   const hadOwn = Object.prototype.hasOwnProperty.call(client, name);
   const original = client[name];
   const wrapped = function (message, ...rest) {
+    seen.raw = true;
     adapter.handleServerMessage(message, { surfaced: true });
     return original.call(this, message, ...rest);
   };
@@ -535,9 +536,24 @@ function hookRawMessages(client, adapter, undo) {
 export function attachGeminiLive(client, trace, options = {}) {
   const adapter = createGeminiLiveAdapter(trace, options);
   const undo = [];
+  const seen = { raw: false };
   try {
     for (const [event, method] of Object.entries(CLIENT_EVENTS)) {
       let handler = adapter[method];
+      if (event === "setupcomplete" && options.rawMessages !== false) {
+        // The raw handler sees setupComplete before the client emits it: if it did not, the client calls a
+        // handler it captured before the adapter wrapped it (or under another name), and the raw messages are lost.
+        handler = () => {
+          if (!seen.raw) {
+            adapter.warn(
+              "raw_messages_not_seen",
+              "attachGeminiLive: the client's raw message handler was not called (attached after connect(), or " +
+                "it keeps its own reference); usage, transcripts, generationComplete, goAway and resumption are lost",
+            );
+          }
+          adapter.onSetupComplete();
+        };
+      }
       if (event === "open") {
         handler = () => {
           let resumeHandle = null;
@@ -554,7 +570,7 @@ export function attachGeminiLive(client, trace, options = {}) {
       client.on(event, handler);
       undo.push(() => (client.off || client.removeListener).call(client, event, handler));
     }
-    if (options.rawMessages !== false) hookRawMessages(client, adapter, undo);
+    if (options.rawMessages !== false) hookRawMessages(client, adapter, undo, seen);
     if (options.toolResponses !== false && typeof client.sendToolResponse === "function") {
       const original = client.sendToolResponse;
       const wrapped = function sendToolResponse(toolResponse, ...rest) {

@@ -409,7 +409,25 @@ function listen(emitter, type, fn, undo) {
 
 /** @openai/agents-realtime transport (WebSocket or WebRTC): raw server events come as `*`. */
 function hookTransport(transport, adapter, options, undo) {
-  listen(transport, "*", (ev) => adapter.handleServerEvent(ev), undo);
+  let sawRaw = false;
+  listen(
+    transport,
+    "*",
+    (ev) => {
+      sawRaw = true;
+      adapter.handleServerEvent(ev);
+    },
+    undo,
+  );
+  // A response started but no raw event came: a transport that does not emit `*` (another SDK version).
+  listen(
+    transport,
+    "turn_started",
+    () => {
+      if (!sawRaw) adapter.warn("no_raw_events", "OpenAI Realtime transport emits no raw `*` events: nothing of the model is traced");
+    },
+    undo,
+  );
   listen(transport, "connected", () => adapter.onOpen(), undo);
   listen(transport, "disconnected", () => adapter.onClose(), undo);
   // Server `error` events come through `*` too; only failures of the transport itself are recorded here.
