@@ -153,3 +153,24 @@ def test_openai_agents_realtime_session_barge_in_after_generation_is_an_interrup
     [tool] = named(spans, "execute_tool")
     assert tool.attributes["gen_ai.tool.name"] == "get_weather"
     assert named(spans, "invoke_agent")[0].attributes["voice.latency.source"] == "provider_vad"
+
+
+@pytest.mark.parametrize("scenario", ["geminiCallbacks", "geminiOnMessageClient", "openaiAgentsSession",
+                                      "openaiRealtimeWS"])
+def test_each_sdk_session_is_three_turns_with_the_barge_in_on_the_turn_it_cut(
+    scenario: str, collector: Collector, sink: Sink, gateway_factory: Any
+) -> None:
+    gw = start_gateway(gateway_factory, collector)
+    out = run_scenario(scenario, gw.url)
+    root, spans = trace_of(sink, out)
+    turns = named(spans, "invoke_agent")
+    assert [t.attributes["gen_ai.agent.invocation.end_reason"] for t in turns] == [
+        "completed", "interrupted", "completed"]
+    for turn in turns:
+        assert len([c for c in children(spans, turn) if c.name.startswith("realtime_inference")]) == 1
+    [cut] = interruptions(root)
+    assert cut["voice.turn.number"] == turns[1].attributes["voice.turn.number"]
+    assert turns[1].attributes["voice.interruption.played_ms"] == cut["voice.interruption.played_ms"]
+    source = "client_vad" if scenario.startswith("gemini") else "provider_vad"
+    assert all(t.attributes["voice.latency.source"] == source for t in turns)
+    assert root.attributes["voice.session.turn_count"] == 3
