@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
-from gateway.errors import BadRequest, FieldError, PayloadTooLarge
+from gateway.errors import BadRequest, FieldError, Forbidden, PayloadTooLarge
 from gateway.limits import IngestGuard
 from gateway.service import SessionService
 
@@ -59,3 +61,22 @@ def bearer_token(request: Request, query: bool = True) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return request.query_params.get("token") if query else None
+
+
+def require_admin(request: Request, needs: str, query: bool = False) -> None:
+    """Admits the admin key (bearer, or ``?key=`` where a page must link without headers); without a key
+    configured, loopback clients only. ``needs`` says what was refused, for the 403."""
+    key = service_of(request).settings.admin_key
+    if key:
+        presented = bearer_token(request, query=False) or (request.query_params.get("key") if query else None) or ""
+        if not hmac.compare_digest(presented.encode(), key.encode()):
+            how = "'Authorization: Bearer <key>'" + (" or '?key='" if query else "")
+            raise Forbidden(f"{needs} needs the admin key: {how}")
+        return
+    host = request.client.host if request.client else ""
+    try:
+        local = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = host == "localhost"
+    if not local:
+        raise Forbidden(f"{needs} is open to loopback clients only unless VTG_ADMIN_KEY is set")

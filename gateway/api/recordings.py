@@ -7,38 +7,20 @@
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.api.http import JSONResponse, bearer_token, service_of
-from gateway.errors import BadRequest, Forbidden
+from gateway.api.http import JSONResponse, bearer_token, require_admin, service_of
+from gateway.errors import BadRequest
 from gateway.recordings.service import Recordings
 
 
 def recordings_of(request: Request) -> Recordings:
     recordings: Recordings = request.app.state.recordings
     return recordings
-
-
-def _admin(request: Request) -> None:
-    key = service_of(request).settings.admin_key
-    if key:
-        presented = bearer_token(request, query=False) or ""
-        if not hmac.compare_digest(presented.encode(), key.encode()):
-            raise Forbidden("deleting a recording needs the admin key: 'Authorization: Bearer <key>'")
-        return
-    host = request.client.host if request.client else ""
-    try:
-        local = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = host == "localhost"
-    if not local:
-        raise Forbidden("deleting a recording needs VTG_ADMIN_KEY set, or a loopback client")
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:
@@ -82,7 +64,7 @@ async def play(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
-    _admin(request)
+    require_admin(request, "deleting a recording")
     session_id = request.path_params["session_id"]
     deleted = await recordings_of(request).delete(session_id)
     return JSONResponse({"session_id": session_id, "deleted_chunks": deleted})

@@ -9,8 +9,6 @@ it (``Authorization: Bearer`` or ``?key=``) from anywhere.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import time
 from pathlib import Path
 from typing import Any
@@ -20,28 +18,12 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from gateway import semconv as sc
-from gateway.api.http import JSONResponse, bearer_token, service_of
+from gateway.api.http import JSONResponse, require_admin, service_of
 from gateway.delivery.recent import RecentTraces
-from gateway.errors import Forbidden, NotFound
+from gateway.errors import NotFound
 from gateway.sessions.state import AWAIT_TURN_COMPLETE, OpenSpan, SessionState
 
 STATIC = Path(__file__).parent.parent / "static"
-
-
-def _admit(request: Request) -> None:
-    key: str = service_of(request).settings.admin_key
-    if key:
-        presented = bearer_token(request, query=False) or request.query_params.get("key") or ""
-        if not hmac.compare_digest(presented.encode(), key.encode()):
-            raise Forbidden("the viewer needs the admin key: 'Authorization: Bearer <key>' or '?key='")
-        return
-    host = request.client.host if request.client else ""
-    try:
-        local = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = host == "localhost"
-    if not local:
-        raise Forbidden("the viewer answers loopback clients only unless VTG_ADMIN_KEY is set")
 
 
 def _recent(request: Request) -> RecentTraces:
@@ -93,7 +75,7 @@ def _summary(spans: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 async def sessions(request: Request) -> Response:
-    _admit(request)
+    require_admin(request, "the viewer", query=True)
     service = service_of(request)
     active: list[dict[str, Any]] = []
     for session_id in await service.store.ids():
@@ -113,7 +95,7 @@ async def sessions(request: Request) -> Response:
 
 
 async def trace(request: Request) -> Response:
-    _admit(request)
+    require_admin(request, "the viewer", query=True)
     trace_id = request.path_params["trace_id"]
     spans = list(_recent(request).get(trace_id) or [])
     service = service_of(request)
@@ -129,7 +111,7 @@ async def trace(request: Request) -> Response:
 
 
 async def ui_page(request: Request) -> Response:
-    _admit(request)
+    require_admin(request, "the viewer", query=True)
     return FileResponse(STATIC / "ui.html")
 
 
