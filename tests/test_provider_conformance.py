@@ -323,6 +323,11 @@ def test_openai_realtime_call_with_tool_round_trip_and_two_kinds_of_barge_in(how
     assert tool["end_time_unix_nano"] <= answered["start_time_unix_nano"]
     assert tr.root["attributes"]["gen_ai.usage.input_tokens"] == 480 + 400 + 520
 
+    # Each response is priced from its own usage; the session's cost is the sum over every response.
+    assert asked["attributes"]["voice.cost.estimated"] is False and answered["attributes"]["voice.cost.total_usd"] > 0
+    assert tr.root["attributes"]["voice.cost.total_usd"] == pytest.approx(
+        sum(x["attributes"]["voice.cost.total_usd"] for x in tr.named("realtime_inference")))
+
     # The two responses together: what one summed report said before.
     both = summed(usage_attributes(asked), usage_attributes(answered))
     assert both == {
