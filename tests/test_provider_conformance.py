@@ -134,12 +134,11 @@ OPENAI: list[Step] = [
     (20, "response.done (usage; it asked for a tool: the turn goes on)", "model.usage", {"usage": OPENAI_USAGE_1A}),
     (0, "response.done", "model.generation_complete", {}),
     (600, "conversation.item.create function_call_output", "tool.result", {"call_id": "call_1", "result": "ok"}),
-    (10, "response.created (second response of the turn)", None, {}),
+    (10, "response.created (second response of the turn)", "model.response_start", {}),
     (280, "response.output_audio.delta", "model.audio_start", {}),
     (120, "output_audio_buffer.started / player", "model.playback_start", {}),
     (400, "response.output_audio_transcript.delta (batched)", "model.transcript", {"text": "Done, a table for two"}),
-    (900, "response.done status=completed (usage summed over the turn)", "model.usage",
-     {"usage": summed(OPENAI_USAGE_1A, OPENAI_USAGE_1B)}),
+    (900, "response.done status=completed (this response's usage)", "model.usage", {"usage": OPENAI_USAGE_1B}),
     (0, "response.done", "model.generation_complete", {}),
     (0, "response.done status=completed", "model.turn_complete", {}),
     # The user cuts the answer while it still plays, after response.done: the app truncates the item.
@@ -232,6 +231,12 @@ class Trace:
     def generation(self, turn: int) -> dict[str, Any]:
         [span] = self.children(self.turns[turn], "realtime_inference")
         return span
+# What an adapter that starts one response per turn (and sums usage over the turn) sends: today's trace.
+OPENAI_ONE_RESPONSE_START_PER_TURN: list[Step] = [
+    (ms, what, None if what.startswith("response.created (second") else kind,
+     {"usage": summed(OPENAI_USAGE_1A, OPENAI_USAGE_1B)} if body.get("usage") is OPENAI_USAGE_1B else body)
+    for ms, what, kind, body in OPENAI
+]
 
 
 def usage_attributes(span: dict[str, Any]) -> dict[str, int]:
@@ -299,6 +304,53 @@ def test_openai_realtime_call_with_tool_round_trip_and_two_kinds_of_barge_in(how
     spans, summary = play(OPENAI, how, provider="openai", model="gpt-realtime")
     tr = Trace(spans)
     # Cut while playing (after response.done), cut while generating, completed.
+    assert tr.end_reasons() == ["interrupted", "interrupted", "completed"]
+    # One inference span per model response: the tool round trip's turn has two, each with its own usage.
+    assert [len(tr.children(t, "realtime_inference")) for t in tr.turns] == [2, 1, 1]
+    assert summary["turns"] == 3 and summary["interruptions"] == 2 and summary["errors"] == 1
+
+    asked, answered = sorted(tr.children(tr.turns[0], "realtime_inference"), key=lambda x: x["start_time_unix_nano"])
+    assert asked["attributes"]["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    assert asked["attributes"]["gen_ai.usage.input_tokens"] == OPENAI_USAGE_1A["input_tokens"]
+    assert asked["attributes"]["gen_ai.usage.output_tokens"] == OPENAI_USAGE_1A["output_tokens"]
+    assert asked["end_time_unix_nano"] - asked["start_time_unix_nano"] == pytest.approx(370e6, abs=1e4)
+    assert answered["attributes"]["gen_ai.usage.input_tokens"] == OPENAI_USAGE_1B["input_tokens"]
+    assert answered["attributes"]["gen_ai.usage.audio.output_tokens"] == (
+        OPENAI_USAGE_1B["output_token_details"]["audio_tokens"])
+    assert answered["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]
+    [tool] = tr.named("execute_tool")
+    assert asked["end_time_unix_nano"] - tool["start_time_unix_nano"] == pytest.approx(20e6, abs=1e4)
+    assert tool["end_time_unix_nano"] <= answered["start_time_unix_nano"]
+    assert tr.root["attributes"]["gen_ai.usage.input_tokens"] == 480 + 400 + 520
+
+    # Each response is priced from its own usage; the session's cost is the sum over every response.
+    assert asked["attributes"]["voice.cost.estimated"] is False and answered["attributes"]["voice.cost.total_usd"] > 0
+    assert tr.root["attributes"]["voice.cost.total_usd"] == pytest.approx(
+        sum(x["attributes"]["voice.cost.total_usd"] for x in tr.named("realtime_inference")))
+
+    # The two responses together: what one summed report said before.
+    both = summed(usage_attributes(asked), usage_attributes(answered))
+    assert both == {
+        "gen_ai.usage.input_tokens": 480, "gen_ai.usage.output_tokens": 480, "gen_ai.usage.text.input_tokens": 310,
+        "gen_ai.usage.audio.input_tokens": 170, "gen_ai.usage.text.output_tokens": 150,
+        "gen_ai.usage.audio.output_tokens": 330, "gen_ai.usage.cache_read.input_tokens": 256}
+    first = answered["attributes"]
+    assert first["gen_ai.response.finish_reasons"] == ["stop"], "the generation finished; the playback was cut"
+    assert tr.generation(1)["attributes"]["gen_ai.usage.input_tokens"] == 400
+    assert tr.generation(1)["attributes"]["gen_ai.response.finish_reasons"] == ["interrupted"]
+    assert tr.generation(2)["attributes"]["gen_ai.usage.output_tokens"] == 90
+    assert tr.root["attributes"]["gen_ai.usage.input_tokens"] == 480 + 400 + 520
+
+    played = tr.turns[0]["attributes"]
+    assert (played["voice.interruption.played_ms"], played["voice.interruption.generated_ms"]) == (3020, 7400)
+    assert played["voice.latency.user_to_first_audio_ms"] == pytest.approx(5 + 300 + 150 + 200 + 20 + 600 + 10 + 280,
+                                                                             abs=0.01)
+
+
+def test_an_adapter_starting_one_response_per_turn_still_gets_one_inference_span_per_turn() -> None:
+    spans, summary = play(OPENAI_ONE_RESPONSE_START_PER_TURN, "one_per_message", provider="openai",
+                          model="gpt-realtime")
+    tr = Trace(spans)
     assert tr.end_reasons() == ["interrupted", "interrupted", "completed"]
     assert [len(tr.children(t, "realtime_inference")) for t in tr.turns] == [1, 1, 1]
     assert summary["turns"] == 3 and summary["interruptions"] == 2 and summary["errors"] == 1

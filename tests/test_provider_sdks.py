@@ -118,16 +118,28 @@ def test_openai_realtime_ws_session_reaches_the_collector_as_three_turns(
     per_turn = [openai_usages("turn1_tool_call", "turn1_answer"), openai_usages("cancelled_answer_done"),
                 openai_usages("turn3_answer")]
     for turn, usages in zip(turns, per_turn, strict=True):
-        [inference] = [c for c in children(spans, turn) if c.name.startswith("realtime_inference")]
-        # A turn of several responses reports their sum; each as the server sent it.
-        assert inference.attributes["gen_ai.usage.input_tokens"] == sum(u["input_tokens"] for u in usages)
-        assert inference.attributes["gen_ai.usage.output_tokens"] == sum(u["output_tokens"] for u in usages)
-        assert inference.attributes["gen_ai.usage.audio.output_tokens"] == sum(
-            u["output_token_details"]["audio_tokens"] for u in usages)
+        # One inference span per model response (the tool call's turn has two), each with the usage exactly as
+        # its response.done sent it.
+        inferences = sorted((c for c in children(spans, turn) if c.name.startswith("realtime_inference")),
+                            key=lambda c: c.start_ns)
+        assert len(inferences) == len(usages)
+        for inference, usage in zip(inferences, usages, strict=True):
+            assert inference.attributes["gen_ai.usage.input_tokens"] == usage["input_tokens"]
+            assert inference.attributes["gen_ai.usage.output_tokens"] == usage["output_tokens"]
+            # (a count of zero is left out)
+            assert inference.attributes.get("gen_ai.usage.audio.output_tokens", 0) == (
+                usage["output_token_details"]["audio_tokens"])
+            assert inference.attributes.get("gen_ai.usage.cache_read.input_tokens", 0) == (
+                usage["input_token_details"]["cached_tokens"])
         # The server's VAD said when the user stopped: that is the latency's source.
         assert turn.attributes["voice.latency.source"] == "provider_vad"
     [tool] = named(spans, "execute_tool")
     assert tool.parent_span_id == turns[0].span_id and tool.attributes["gen_ai.tool.name"] == "get_weather"
+    asked, answered = sorted((c for c in children(spans, turns[0]) if c.name.startswith("realtime_inference")),
+                             key=lambda c: c.start_ns)
+    assert asked.attributes["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    assert answered.attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert asked.start_ns <= tool.start_ns and tool.end_ns <= answered.start_ns, "the answer came after the tool"
     [cut] = interruptions(root)
     assert (cut["voice.interruption.played_ms"], cut["voice.interruption.generated_ms"]) == (300, 1000)
     assert root.attributes["voice.session.interruption_count"] == 1
@@ -166,8 +178,10 @@ def test_each_sdk_session_is_three_turns_with_the_barge_in_on_the_turn_it_cut(
     turns = named(spans, "invoke_agent")
     assert [t.attributes["gen_ai.agent.invocation.end_reason"] for t in turns] == [
         "completed", "interrupted", "completed"]
-    for turn in turns:
-        assert len([c for c in children(spans, turn) if c.name.startswith("realtime_inference")]) == 1
+    # One inference span per model response: OpenAI answers the tool call's turn with a second response.
+    responses = [1, 1, 1] if scenario.startswith("gemini") else [2, 1, 1]
+    assert [len([c for c in children(spans, turn) if c.name.startswith("realtime_inference")])
+            for turn in turns] == responses
     [cut] = interruptions(root)
     assert cut["voice.turn.number"] == turns[1].attributes["voice.turn.number"]
     assert turns[1].attributes["voice.interruption.played_ms"] == cut["voice.interruption.played_ms"]

@@ -27,6 +27,7 @@ from gateway.analytics.usage import Usage, normalize_usage
 from gateway.sessions.clock import settle
 from gateway.sessions.content import Content, to_json
 from gateway.sessions.costs import reprice_last_turn, turn_cost
+from gateway.sessions.responses import settle_response, turn_usage
 from gateway.sessions.root import root_span
 from gateway.sessions.state import (
     AWAIT_PLAYBACK,
@@ -294,9 +295,11 @@ class SessionMachine:
             if capture and turn.model_text:
                 inf.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
             out.append(self._finish(state, inf, t))
-        if turn.usage is not None:
-            state.usage_total = state.usage_total + turn.usage
-            state.last_turn_usage = turn.usage
+        total = turn_usage(turn)
+        if total is not None:
+            state.usage_total = state.usage_total + total
+            # A late report corrects the turn's last response only.
+            state.last_turn_usage = turn.usage if turn.usage is not None else Usage()
 
     def _finish_turn(self, state: SessionState, turn: TurnState, out: list[FinishedSpan]) -> None:
         assert turn.end_ns is not None and turn.end_reason is not None
@@ -403,7 +406,12 @@ class SessionMachine:
 
     def _response_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
         turn = self._turn(state, t, out)
-        first = turn.inference is None
+        if turn.inference is not None and turn.response_done_ns is not None:
+            # The next response of the same turn (after a tool call): the completed one's span ends.
+            inference, done_ns = turn.inference, turn.response_done_ns
+            settle_response(self.options.pricer, state, turn, inference)
+            out.append(self._finish(state, inference, max(inference.start_ns, done_ns)))
+        first = turn.inference is None and not turn.responses
         self._inference(state, t, out)
         latency = self._latency(turn, t)
         if first and latency is not None:
@@ -456,6 +464,8 @@ class SessionMachine:
         turn = state.turn if self._generating(state) else self._awaiting_turn_complete(state)
         if turn is not None and turn.inference is not None:
             _add_event(turn.inference, SpanEvent(sc.EVENT_GENERATION_COMPLETE, t))
+            if turn is state.turn:
+                turn.response_done_ns = t
 
     def _after_turn(self, state: SessionState, out: list[FinishedSpan]) -> None:
         if state.pending_speech is not None:
@@ -572,6 +582,8 @@ class SessionMachine:
             attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = self.content.value(e.arguments)
         # Tools may outlive their turn (a result after a barge-in): they end at their own result.
         state.tools[e.call_id] = self._child(turn.span, f"{sc.SPAN_TOOL} {e.name}", t, attrs)
+        if turn.inference is not None:
+            turn.response_tool_calls += 1
 
     def _tool_result(self, state: SessionState, e: ev.ToolResult, t: int, out: list[FinishedSpan]) -> None:
         tool = state.tools.pop(e.call_id, None)

@@ -84,8 +84,12 @@ class TurnState:
     span: OpenSpan
     inference: OpenSpan | None = None
     speech: OpenSpan | None = None
-    usage: Usage | None = None
+    usage: Usage | None = None  # the current response's (its last report)
     usage_reports: int = 0
+    earlier_usage: Usage | None = None  # the sum over the turn's earlier responses (gateway.sessions.responses)
+    responses: int = 0  # earlier responses, their inference spans ended
+    response_done_ns: int | None = None  # when the current response completed (model.generation_complete)
+    response_tool_calls: int = 0  # tool calls the current response asked for
     user_text: list[str] = field(default_factory=list)
     model_text: list[str] = field(default_factory=list)
     speech_end_ns: int | None = None

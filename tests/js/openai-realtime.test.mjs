@@ -108,19 +108,12 @@ test("OpenAI Realtime adapter maps server and client events to the catalogue", (
     { type: "model.usage", usage: usage1 },
     { type: "model.generation_complete" },
     { type: "tool.result", call_id: "call_1", result: { temp_c: 18 } },
+    // The response answering with the tool's output: a response of its own, its usage as sent (not summed).
+    { type: "model.response_start" },
     { type: "model.audio_start" },
     { type: "model.playback_start", ts: 10_000 },
     { type: "model.transcript", text: "It's 18.", ts: 10_000 },
-    {
-      type: "model.usage",
-      usage: {
-        total_tokens: 800,
-        input_tokens: 520,
-        output_tokens: 280,
-        input_token_details: { text_tokens: 400, audio_tokens: 120, cached_tokens: 192 },
-        output_token_details: { text_tokens: 50, audio_tokens: 230 },
-      },
-    },
+    { type: "model.usage", usage: usage2 },
     { type: "model.generation_complete" },
     { type: "model.turn_complete" },
     { type: "model.response_start" },

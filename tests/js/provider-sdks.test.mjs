@@ -21,13 +21,6 @@ const WEATHER = { temp_c: 18, condition: "light rain" };
 const geminiUsage = (seq) => seq.find((m) => m.usageMetadata).usageMetadata;
 const openaiUsage = (seq) => seq.find((m) => m.type === "response.done").response.usage;
 
-/** Field-wise sum: what a turn of several responses reports (the gateway keeps a turn's last report). */
-function sum(a, b) {
-  const out = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = typeof v === "number" ? (out[k] || 0) + v : sum(out[k] || {}, v);
-  return out;
-}
-
 /** Runs a scenario with the real client posting to a recording gateway; returns the canonical events. */
 async function run(scenario, { capture, ...options } = {}) {
   const gw = new FakeGateway({ capture });
@@ -127,10 +120,11 @@ const OPENAI_TURN1 = [
   { type: "tool.call", call_id: "call_weather_1", name: "get_weather", arguments: { city: "Paris" } },
 ];
 const OPENAI_TURN1_ANSWER = [
+  { type: "model.response_start" }, // the turn's second response: an inference span of its own
   { type: "model.audio_start" },
   { type: "model.playback_start" },
   { type: "model.transcript", text: "It's 18 degrees and lightly raining." },
-  { type: "model.usage", usage: sum(U1, openaiUsage(O.turn1_answer)) },
+  { type: "model.usage", usage: openaiUsage(O.turn1_answer) },
   { type: "model.generation_complete" },
   { type: "model.turn_complete" },
 ];

@@ -7,7 +7,9 @@
  *   input_audio_buffer.speech_started / speech_stopped      → user.speech_start / user.speech_end
  *                                                             {source: "provider_vad"} (server VAD)
  *   conversation.item.input_audio_transcription.completed   → user.transcript {text, final: true}
- *   response.created                                        → model.response_start (once per turn)
+ *   response.created                                        → model.response_start (one per response: a
+ *                                                             turn's second response, after a tool call,
+ *                                                             becomes an inference span of its own)
  *   response.output_audio.delta (legacy response.audio.delta) → model.audio_start (first of the turn)
  *   output_audio_buffer.started (WebRTC)                    → model.audio_start + model.playback_start
  *   output_audio_buffer.stopped (WebRTC)                    → model.playback_end (the answer played out)
@@ -15,8 +17,8 @@
  *                                                           → model.transcript {text}: one per response (the
  *                                                             deltas are collected, sent at its end)
  *   response.function_call_arguments.done                   → tool.call {call_id, name, arguments}
- *   response.done                                           → model.usage {usage} (summed over the turn's
- *                                                             responses), model.generation_complete, then
+ *   response.done                                           → model.usage {usage} (this response's, as
+ *                                                             sent), model.generation_complete, then
  *                                                             model.interrupted when cancelled, nothing when
  *                                                             it only asked for tools (the turn goes on after
  *                                                             the tool output), else model.turn_complete
@@ -54,18 +56,6 @@ function base64Bytes(b64) {
   return Math.max(0, Math.floor((b64.length * 3) / 4) - pad);
 }
 
-/** Adds numeric leaves of b into a (recursively); returns a new object. */
-function sumUsage(a, b) {
-  if (!a) return b && typeof b === "object" ? JSON.parse(JSON.stringify(b)) : b;
-  const out = { ...a };
-  for (const [k, v] of Object.entries(b || {})) {
-    if (typeof v === "number") out[k] = (typeof out[k] === "number" ? out[k] : 0) + v;
-    else if (v && typeof v === "object" && !Array.isArray(v)) out[k] = sumUsage(out[k] && typeof out[k] === "object" ? out[k] : null, v);
-    else if (!(k in out)) out[k] = v;
-  }
-  return out;
-}
-
 export function createOpenAIRealtimeAdapter(trace, options = {}) {
   const opts = { outputSampleRate: 24000, connectionIdPrefix: "conn-", ...options };
   const now = makeClock(opts, trace);
@@ -81,7 +71,6 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
     playbackReported: false,
     playbackTs: null,
     truncateMs: null,
-    usage: null,
     interrupted: false,
     toolNames: new Map(),
     // The audio item of the last response, kept after its turn ended: a truncation that comes later (the
@@ -104,7 +93,6 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
     st.playbackReported = false;
     st.playbackTs = null;
     st.truncateMs = null;
-    st.usage = null;
     st.interrupted = false;
   }
 
@@ -215,10 +203,9 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
           adapter.onError(ev.error || { message: "input audio transcription failed" }, "transcription_failed");
           break;
         case "response.created":
-          if (!st.turnActive) {
-            st.turnActive = true;
-            record("model.response_start");
-          }
+          // Every response, also the one answering a tool output within the same turn.
+          st.turnActive = true;
+          record("model.response_start");
           break;
         case "response.output_audio.delta":
         case "response.audio.delta":
@@ -279,10 +266,7 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
           if (st.generatedBytes || st.playbackReported) {
             st.lastAudio = { itemId: st.audioItemId, generatedMs: generatedMs(), playbackTs: st.playbackTs, reported: false };
           }
-          if (r.usage) {
-            st.usage = sumUsage(st.usage, r.usage);
-            record("model.usage", { usage: st.usage });
-          }
+          if (r.usage) record("model.usage", { usage: r.usage });
           record("model.generation_complete");
           const status = r.status || "completed";
           const output = Array.isArray(r.output) ? r.output : [];
