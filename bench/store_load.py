@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import run  # bench/run.py: its server, load generator, collector and measurement
+import harness  # the server, load generator, collector and measurement that bench/run.py uses
 
 STORES = ("memory", "sqlite", "redis")
 
@@ -39,7 +39,7 @@ def _redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    run.wait_port(port)
+    harness.wait_port(port)
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
@@ -53,13 +53,13 @@ def _store_env(store: str, workdir: Path, redis_url: str, step: str) -> dict[str
 
 def _measure(store: str, env: dict[str, str], mode: str, args: argparse.Namespace, collector: Any, workdir: Path,
              rate: float = 0.0) -> dict[str, Any]:
-    saved = dict(run.GATEWAY_ENV)
-    run.GATEWAY_ENV.update(env)
+    saved = dict(harness.GATEWAY_ENV)
+    harness.GATEWAY_ENV.update(env)
     try:
-        res = run.measure_load("gateway", 1, mode, args, collector, workdir, rate)
+        res = harness.measure_load("gateway", 1, mode, args, collector, workdir, rate)
     finally:
-        run.GATEWAY_ENV.clear()
-        run.GATEWAY_ENV.update(saved)
+        harness.GATEWAY_ENV.clear()
+        harness.GATEWAY_ENV.update(saved)
     res["store"] = store
     return res
 
@@ -113,14 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--session-repeats", type=int, default=25)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--out", default=str(run.BENCH / "STORE_LOAD.md"))
+    p.add_argument("--out", default=str(harness.BENCH / "STORE_LOAD.md"))
     args = p.parse_args(argv)
     args.profile_seconds = args.duration
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     workdir = Path(tempfile.mkdtemp(prefix="vtg-store-load-"))
-    results: dict[str, Any] = {"meta": {"loadavg_before": run.loadavg()}}
-    collector = run.Collector(workdir)
-    collector.start(run.cpu_plan(1).gen)
+    results: dict[str, Any] = {"meta": {"loadavg_before": harness.loadavg()}}
+    collector = harness.Collector(workdir)
+    collector.start(harness.cpu_plan(1).gen)
     redis_proc, redis_url = _redis(workdir)
     try:
         for mode in ("single", "batched"):
@@ -134,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
                 step[f"{store}-half"] = _measure(store, env, mode, args, collector, workdir, rate)
             results[mode] = step
     finally:
-        run.stop(collector.proc)
+        harness.stop(collector.proc)
         redis_proc.terminate()
         redis_proc.wait(10)
-    results["meta"]["loadavg_after"] = run.loadavg()
+    results["meta"]["loadavg_after"] = harness.loadavg()
     Path(args.out).write_text(report(results, args, started))
-    run.log(f"wrote {args.out}")
+    harness.log(f"wrote {args.out}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
