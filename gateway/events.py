@@ -287,7 +287,7 @@ def decode_envelope(body: bytes) -> tuple[Sequence[object], Any, bool]:
         raise ValidationFailed("the body must be an event object or {\"events\": [...]}", [_NOT_AN_OBJECT])
     try:
         try:
-            if _EVENT_FIRST.match(body):
+            if body.startswith(b'{"type":') or _EVENT_FIRST.match(body):
                 return [_event_decoder.decode(body)], None, False
             return _contents(_envelope_decoder.decode(body), body)
         except msgspec.ValidationError:
