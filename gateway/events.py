@@ -263,6 +263,7 @@ _raw_envelope_decoder = msgspec.json.Decoder(_RawEnvelope)
 # sends its single events so, and they are decoded in one pass, without the envelope's.
 _EVENT_FIRST = re.compile(rb'\s*\{\s*"type"\s*:')
 _loose_decoder = msgspec.json.Decoder(_LooseEnvelope)
+_event_list_decoder = msgspec.json.Decoder(list[Event] | None)
 _raw_list_decoder = msgspec.json.Decoder(list[Raw] | None)
 _M = TypeVar("_M", bound=_Body)
 _model_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
@@ -271,7 +272,6 @@ _NOT_AN_OBJECT = FieldError("", "expected an object")
 
 def _not_a_list() -> ValidationFailed:
     return ValidationFailed("'events' must be a list", [FieldError("events", "must be a list")])
-
 
 
 def _not_json(exc: msgspec.DecodeError) -> BadRequest:
@@ -320,10 +320,15 @@ def _contents(envelope: _Envelope | _RawEnvelope, body: bytes) -> tuple[Sequence
     return envelope.events, envelope.sent_at, True
 
 
-def end_events(body: EndBody) -> list[Raw]:
-    """The final events of an end body: a list, or nothing (absent, null, or any other false value)."""
+def end_events(body: EndBody) -> Sequence[object]:
+    """The final events of an end body, as ``decode_envelope`` gives a batch's: a list, or nothing (absent,
+    null, or any other false value)."""
     if body.events is UNSET:
         return []
+    try:
+        return _event_list_decoder.decode(body.events) or []
+    except msgspec.ValidationError:
+        pass
     try:
         return _raw_list_decoder.decode(body.events) or []
     except msgspec.ValidationError:
@@ -373,18 +378,31 @@ def parse_event(raw: object, path: str) -> Event:
         event: Event = msgspec.convert(raw, Event)
         return event
     except msgspec.ValidationError as exc:
-        value = msgspec.json.decode(raw) if isinstance(raw, Raw) else raw
-        if isinstance(value, dict):
-            kind = value.get("type")
-            if kind is None:
-                missing = FieldError(_join(path, "type"), "field required")
-                raise ValidationFailed("event has no type", [missing]) from None
-            cls = EVENT_CLASSES.get(kind) if isinstance(kind, str) else None
-            if cls is None:
-                raise ValidationFailed(f"unknown event type {kind!r}",
-                                       [FieldError(_join(path, "type"), f"unknown event type {kind!r}")]) from None
-            raise ValidationFailed("invalid event", _explain(cls, value, path, exc)) from None
-        raise ValidationFailed("invalid event", [_reported(exc, path)]) from None
+        try:
+            value = msgspec.json.decode(raw) if isinstance(raw, Raw) else raw
+        except msgspec.DecodeError:
+            value = _MALFORMED
+        raise _refusal(value, path, exc) from None
+    except msgspec.DecodeError:  # raw JSON comes from a body decoded already: never, unless built by hand
+        raise _refusal(_MALFORMED, path, None) from None
+
+
+_MALFORMED = object()
+
+
+def _refusal(value: object, path: str, exc: msgspec.ValidationError | None) -> ValidationFailed:
+    if value is _MALFORMED or exc is None:
+        return ValidationFailed("invalid event", [FieldError(path, "invalid JSON")])
+    if not isinstance(value, dict):
+        return ValidationFailed("invalid event", [_reported(exc, path)])
+    kind = value.get("type")
+    if kind is None:
+        return ValidationFailed("event has no type", [FieldError(_join(path, "type"), "field required")])
+    cls = EVENT_CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        return ValidationFailed(f"unknown event type {kind!r}",
+                                [FieldError(_join(path, "type"), f"unknown event type {kind!r}")])
+    return ValidationFailed("invalid event", _explain(cls, value, path, exc))
 
 
 # -- errors, every bad field with its path ----------------------------------------------------------

@@ -133,6 +133,11 @@ def test_bodies_that_are_no_events_are_refused_whole(body: bytes, status: int, e
     assert refusal(decode_envelope, body) == (status, errors)
 
 
+def test_raw_json_that_is_malformed_is_an_invalid_event_not_a_crash() -> None:
+    for raw in (Raw(b'{"type": "mark", "id": 1, "name": '), Raw(b"{nope")):
+        assert refusal(parse_event, raw, "events[0]") == (422, [("events[0]", "invalid JSON")])
+
+
 def test_request_bodies_report_every_bad_field_from_bytes() -> None:
     body = b'{"session_id": "a b", "user_id": 5, "tags": ["ok", 3], "client": {"sdk": 1}, "unknown": true}'
     status, errors = refusal(decode_model, SessionCreate, body)
@@ -147,7 +152,9 @@ def test_end_events_are_a_list_or_nothing() -> None:
     for nothing in (b"null", b"0", b"false", b'""', b"[]"):
         assert end_events(decode_model(EndBody, b'{"events": ' + nothing + b"}")) == []
     raws = end_events(decode_model(EndBody, b'{"events": [{"type": "mark"}, 1]}'))
-    assert [bytes(r) for r in raws] == [b'{"type": "mark"}', b"1"]
+    assert [bytes(r) for r in raws if isinstance(r, Raw)] == [b'{"type": "mark"}', b"1"]
+    valid = end_events(decode_model(EndBody, b'{"events": [{"type": "mark", "id": "1", "name": "x"}]}'))
+    assert valid == [Mark(id="1", name="x")]
     assert refusal(end_events, decode_model(EndBody, b'{"events": "x"}')) == (422, [("events", "must be a list")])
 
 
