@@ -54,13 +54,14 @@ Validate = Callable[[bytes], int]
 def load_baseline(rev: str) -> ModuleType:
     source = subprocess.run(["git", "show", f"{rev}:gateway/events.py"], cwd=ROOT, check=True,
                             capture_output=True).stdout
-    path = Path(tempfile.mkdtemp()) / "events_pydantic.py"
-    path.write_bytes(source)
-    spec = importlib.util.spec_from_file_location("events_pydantic", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "events_pydantic.py"
+        path.write_bytes(source)
+        spec = importlib.util.spec_from_file_location("events_pydantic", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # pydantic resolves the module's annotations through it
+        spec.loader.exec_module(module)
     return module
 
 
