@@ -237,17 +237,12 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
     sent_at: Any = None
 
 
-class _RawEnvelope(msgspec.Struct, forbid_unknown_fields=False):
-    """The same, each event left as raw JSON: when one is bad, each is decoded on its own."""
-
-    events: list[Raw] | UnsetType | None = UNSET
-    type: Raw | UnsetType = UNSET
-    sent_at: Any = None
-
-
 class _LooseEnvelope(msgspec.Struct, forbid_unknown_fields=False):
+    """The same, nothing decoded yet: when something in the body is bad, each part is decoded on its own."""
+
     events: Raw | UnsetType = UNSET
     type: Raw | UnsetType = UNSET
+    sent_at: Raw | UnsetType = UNSET
 
 
 class EndBody(EndRequest, frozen=True):
@@ -258,7 +253,6 @@ class EndBody(EndRequest, frozen=True):
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
-_raw_envelope_decoder = msgspec.json.Decoder(_RawEnvelope)
 # An object whose first key is "type" is one event (a body with "type" is never a batch): the browser client
 # sends its single events so, and they are decoded in one pass, without the envelope's.
 _EVENT_FIRST = re.compile(rb'\s*\{\s*"type"\s*:')
@@ -297,22 +291,26 @@ def decode_envelope(body: bytes) -> tuple[Sequence[object], Any, bool]:
 
 
 def _decode_apart(body: bytes) -> tuple[Sequence[object], Any, bool]:
-    """``decode_envelope`` when something in the body is not valid: the events as raw JSON."""
+    """``decode_envelope`` when something in the body is bad: each part decoded on its own, the events left
+    as raw JSON for ``parse_event``."""
     try:
-        return _contents(_raw_envelope_decoder.decode(body), body)
+        loose = _loose_decoder.decode(body)
     except msgspec.ValidationError:
-        # Not an object, or an ``events`` that is no list: which of the two, and whether it matters.
-        try:
-            loose = _loose_decoder.decode(body)
-        except msgspec.ValidationError:
-            raise ValidationFailed("the body must be an event object or {\"events\": [...]}",
-                                   [_NOT_AN_OBJECT]) from None
-        if loose.type is UNSET:
-            raise _not_a_list() from None
-        return [Raw(body)], None, False  # an event with an ``events`` field of its own, ignored like any other
+        raise ValidationFailed("the body must be an event object or {\"events\": [...]}",
+                               [_NOT_AN_OBJECT]) from None
+    if loose.events is UNSET or loose.type is not UNSET:
+        return [Raw(body)], None, False  # an event (an ``events`` field of its own is ignored like any other)
+    try:
+        events = _raw_list_decoder.decode(loose.events)
+    except msgspec.ValidationError:
+        events = None
+    if events is None:
+        raise _not_a_list()
+    # A number past any float's range fails here as a DecodeError: the body is not JSON the gateway reads.
+    return events, None if loose.sent_at is UNSET else msgspec.json.decode(loose.sent_at), True
 
 
-def _contents(envelope: _Envelope | _RawEnvelope, body: bytes) -> tuple[Sequence[object], Any, bool]:
+def _contents(envelope: _Envelope, body: bytes) -> tuple[Sequence[object], Any, bool]:
     if envelope.events is UNSET or envelope.type is not UNSET:
         return [Raw(body)], None, False
     if envelope.events is None:
@@ -332,9 +330,14 @@ def end_events(body: EndBody) -> Sequence[object]:
     try:
         return _raw_list_decoder.decode(body.events) or []
     except msgspec.ValidationError:
-        if not msgspec.json.decode(body.events):
-            return []
-        raise _not_a_list() from None
+        pass
+    try:
+        nothing = not msgspec.json.decode(body.events)
+    except msgspec.ValidationError:  # a number past any float's range
+        nothing = False
+    if nothing:
+        return []
+    raise _not_a_list()
 
 
 def decode_model(model: type[_M], body: bytes, prefix: str = "") -> _M:

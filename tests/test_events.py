@@ -128,6 +128,9 @@ def test_a_body_with_a_type_is_one_event_wherever_the_type_is(body: bytes) -> No
     (b'{"events": [1], "sent_at": }', 400, [("", "invalid JSON")]),
     (b'{"type": "mark", "id": 1, "name": }', 400, [("", "invalid JSON")]),
     (b'{"events": "x", "sent_at": }', 400, [("", "invalid JSON")]),
+    # A number past any float's range is no JSON the gateway reads (a bad event's own is reported at its index).
+    (b'{"events": [1], "sent_at": 1e400}', 400, [("", "invalid JSON")]),
+    (b'{"events": [], "sent_at": [-1e400]}', 400, [("", "invalid JSON")]),
 ])
 def test_bodies_that_are_no_events_are_refused_whole(body: bytes, status: int, errors: list[tuple[str, str]]) -> None:
     assert refusal(decode_envelope, body) == (status, errors)
@@ -136,6 +139,8 @@ def test_bodies_that_are_no_events_are_refused_whole(body: bytes, status: int, e
 def test_raw_json_that_is_malformed_is_an_invalid_event_not_a_crash() -> None:
     for raw in (Raw(b'{"type": "mark", "id": 1, "name": '), Raw(b"{nope")):
         assert refusal(parse_event, raw, "events[0]") == (422, [("events[0]", "invalid JSON")])
+    events, _, _ = decode_envelope(b'{"events": [{"type": "mark", "id": "1", "name": "x", "ts": 1e400}, 1]}')
+    assert refusal(parse_event, events[0], "events[0]") == (422, [("events[0]", "invalid JSON")])
 
 
 def test_request_bodies_report_every_bad_field_from_bytes() -> None:
@@ -155,7 +160,9 @@ def test_end_events_are_a_list_or_nothing() -> None:
     assert [bytes(r) for r in raws if isinstance(r, Raw)] == [b'{"type": "mark"}', b"1"]
     valid = end_events(decode_model(EndBody, b'{"events": [{"type": "mark", "id": "1", "name": "x"}]}'))
     assert valid == [Mark(id="1", name="x")]
-    assert refusal(end_events, decode_model(EndBody, b'{"events": "x"}')) == (422, [("events", "must be a list")])
+    for not_a_list in (b'"x"', b"1e400", b'{"a": 1}'):
+        body = decode_model(EndBody, b'{"events": ' + not_a_list + b"}")
+        assert refusal(end_events, body) == (422, [("events", "must be a list")])
 
 
 @pytest.mark.parametrize(("field", "value", "path"), [
