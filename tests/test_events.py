@@ -1,3 +1,4 @@
+import contextlib
 import json
 from typing import Any
 
@@ -209,3 +210,41 @@ def test_an_event_from_bytes_and_from_values_is_decoded_or_refused_alike(value: 
     assert outcomes[0] == outcomes[1]
     if isinstance(outcomes[0], list):
         assert outcomes[0] and all(path.startswith("events[1]") for path, _ in outcomes[0])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5) | st.sampled_from(sorted(EVENT_TYPES)),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["type", "id", "events", "sent_at", "ts", "name", "call_ids", "reason"]),
+                      inner, max_size=5),
+    max_leaves=15,
+)
+# JSON text, cut or spliced with what JSON parsers trip on (out-of-range numbers, NaN, stray bytes).
+bodies = st.one_of(
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.tuples(json_values.map(lambda v: json.dumps(v).encode()), st.integers(0, 200),
+              st.sampled_from([b"", b"1e400", b"-1e999", b"NaN", b"\xff", b"}", b",", b'"\\ud800"', b" "]))
+    .map(lambda t: t[0][:t[1]] + t[2] + t[0][t[1]:]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(bodies)
+def test_any_body_is_events_or_a_request_error_never_anything_else(body: bytes) -> None:
+    try:
+        events, _, _ = decode_envelope(body)
+    except RequestError:
+        pass
+    else:
+        for i, raw in enumerate(events):
+            with contextlib.suppress(ValidationFailed):
+                parse_event(raw, f"events[{i}]")
+    try:
+        end = decode_model(EndBody, body)
+    except RequestError:
+        return
+    with contextlib.suppress(ValidationFailed):
+        for raw in end_events(end):
+            with contextlib.suppress(ValidationFailed):
+                parse_event(raw, "events[0]")
