@@ -450,7 +450,8 @@ def checked_sent_at(value: object) -> float | None:
 
 def body_events(body: bytes) -> tuple[Sequence[object], float | None, str]:
     """One event, or ``{"events": [...], "sent_at": ms}``, from the body's bytes; returns (events, sent_at, path
-    prefix). The events are still raw JSON: ``_validate`` decodes each on its own, so a bad one costs only itself."""
+    prefix). The events come decoded when all are valid, else as raw JSON that ``_validate`` decodes one by one,
+    so that a bad one costs only itself."""
     events, sent_at, batched = ev.decode_envelope(body)
     if batched:
         return events, checked_sent_at(sent_at), "events"
