@@ -15,7 +15,6 @@ import sys
 import types
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, cast, get_args, get_origin
 
 import msgspec
@@ -437,53 +436,84 @@ def _reported(exc: msgspec.ValidationError, path: str) -> FieldError:
 def _explain(tp: Any, value: Any, path: str, first: msgspec.ValidationError | None = None) -> list[FieldError]:
     """Every bad field of ``value`` against ``tp`` (msgspec stops at the first): the members of structs,
     lists and maps are checked one by one; where none is at fault the value as a whole is."""
-    if first is None:
+    plan = _plans.get(tp)
+    if plan is None:
+        plan = _plans[tp] = _Plan(tp)
+    return plan.explain(value, path, first)
+
+
+class _Plan:
+    """How to examine a value of one type member by member; built the first time a value fails it, and kept
+    (a bad client sends bad values again), with the plans of its members."""
+
+    __slots__ = ("_holder", "_shapes", "_type")
+
+    def __init__(self, tp: Any) -> None:
+        self._type = tp
+        # msgspec keeps what it learnt of a struct's types, but works a bare annotated type or union out
+        # again at every ``convert``: several times slower than converting a struct that holds it.
+        self._holder = msgspec.defstruct("_Holder", [("v", tp)])
+        self._shapes: dict[str, tuple[str, list[tuple[str, bool, _Plan]]]] = {}
+
+    def explain(self, value: Any, path: str, first: msgspec.ValidationError | None = None) -> list[FieldError]:
+        if first is None:
+            first = self._check(value)
+            if first is None:
+                return []
+        return self._members(value, path) or [_reported(first, path)]
+
+    def _check(self, value: Any) -> msgspec.ValidationError | None:
+        """Why ``value`` is not of this type (located as if ``value`` were the whole document), or None."""
         try:
-            msgspec.convert(value, tp)
-            return []
+            msgspec.convert({"v": value}, self._holder)
+            return None
         except msgspec.ValidationError as exc:
-            first = exc
-    return _members(tp, value, path) or [_reported(first, path)]
+            text = str(exc)
+            at = text.rfind("`$.v")
+            return msgspec.ValidationError(f"{text[:at]}`${text[at + 4:]}" if at >= 0 else text)
+
+    def _members(self, value: Any, path: str) -> list[FieldError]:
+        shape = "dict" if isinstance(value, dict) else "list" if isinstance(value, list) else ""
+        known = self._shapes.get(shape)
+        if known is None:
+            known = self._shapes[shape] = _members_of(self._type, shape)
+        kind, members = known
+        errors: list[FieldError] = []
+        if kind == "struct":
+            for name, required, plan in members:
+                if name in value:
+                    errors += plan.explain(value[name], _join(path, name))
+                elif required:
+                    errors.append(FieldError(_join(path, name), "field required"))
+        elif kind == "list":
+            item = members[0][2]
+            for i, v in enumerate(value):
+                errors += item.explain(v, f"{path}[{i}]")
+        elif kind == "dict":
+            key, item = members[0][2], members[1][2]
+            for k, v in value.items():
+                errors += key.explain(k, _join(path, str(k))) or item.explain(v, _join(path, str(k)))
+        return errors
 
 
-def _members(tp: Any, value: Any, path: str) -> list[FieldError]:
-    tp = _container(tp, value)
-    errors: list[FieldError] = []
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        for f in _fields(tp):
-            if f.encode_name in value:
-                errors += _explain(f.type, value[f.encode_name], _join(path, f.encode_name))
-            elif f.required:
-                errors.append(FieldError(_join(path, f.encode_name), "field required"))
-    elif get_origin(tp) is list:
-        (item,) = get_args(tp)
-        for i, v in enumerate(value):
-            errors += _explain(item, v, f"{path}[{i}]")
-    elif get_origin(tp) is dict:
-        key, item = get_args(tp)
-        for k, v in value.items():
-            errors += _explain(key, k, _join(path, str(k))) or _explain(item, v, _join(path, str(k)))
-    return errors
+_plans: dict[Any, _Plan] = {}
 
 
-@cache
-def _fields(struct: type[msgspec.Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:
-    """A struct's fields (msgspec reads the annotations again at every call), less the raw ones: those are
-    decoded apart, and reported there."""
-    return tuple(f for f in msgspec.structs.fields(struct) if f.type is not Raw and f.type != Raw | UnsetType)
-
-
-def _container(tp: Any, value: Any) -> Any:
-    """The struct, list or map type ``value`` is checked against, if it is one (in a union, the one member of
-    its shape); None for anything else."""
+def _members_of(tp: Any, shape: str) -> tuple[str, list[tuple[str, bool, _Plan]]]:
+    """What a value of ``shape`` ("dict", "list" or "") is examined against member by member: a struct's
+    fields, a list's items, a map's keys and values (in a union, of the one member of that shape)."""
     if get_origin(tp) is Annotated:
         tp = get_args(tp)[0]
     if get_origin(tp) in (Union, types.UnionType):
-        fits = [m for m in get_args(tp) if _container(m, value) is not None]
-        return _container(fits[0], value) if len(fits) == 1 else None
-    struct = isinstance(tp, type) and issubclass(tp, msgspec.Struct)
-    if isinstance(value, dict) and (struct or get_origin(tp) is dict):
-        return tp
-    if isinstance(value, list) and get_origin(tp) is list:
-        return tp
-    return None
+        fits = [found for m in get_args(tp) if (found := _members_of(m, shape))[0]]
+        return fits[0] if len(fits) == 1 else ("", [])
+    if shape == "dict" and isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        # Raw fields are decoded apart, and reported there.
+        return "struct", [(f.encode_name, f.required, _Plan(f.type)) for f in msgspec.structs.fields(tp)
+                          if f.type is not Raw and f.type != Raw | UnsetType]
+    if shape == "dict" and get_origin(tp) is dict:
+        key, item = get_args(tp)
+        return "dict", [("key", True, _Plan(key)), ("value", True, _Plan(item))]
+    if shape == "list" and get_origin(tp) is list:
+        return "list", [("item", True, _Plan(get_args(tp)[0]))]
+    return "", []
