@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.propagators.textmap import DefaultGetter
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, get_current_span
@@ -191,6 +191,9 @@ class SessionService:
     ) -> list[tuple[int, ev.Event]]:
         valid: list[tuple[int, ev.Event]] = []
         for index, raw in enumerate(raw_events):
+            if isinstance(raw, ev.BaseEvent):  # decoded with its batch already
+                valid.append((index, cast(ev.Event, raw)))
+                continue
             try:
                 valid.append((index, ev.parse_event(raw, f"{prefix}[{index}]" if prefix else "")))
             except RequestError as exc:
@@ -445,14 +448,11 @@ def checked_sent_at(value: object) -> float | None:
     return value
 
 
-def body_events(body: object) -> tuple[list[object], float | None, str]:
-    """One event, or ``{"events": [...], "sent_at": ms}``; returns (events, sent_at, path prefix)."""
-    if isinstance(body, dict) and "events" in body and "type" not in body:
-        events = body["events"]
-        if not isinstance(events, list):
-            raise ValidationFailed("'events' must be a list", [FieldError("events", "must be a list")])
-        return events, checked_sent_at(body.get("sent_at")), "events"
-    if isinstance(body, dict):
-        return [body], None, ""
-    raise ValidationFailed("the body must be an event object or {\"events\": [...]}",
-                           [FieldError("", "expected an object")])
+def body_events(body: bytes) -> tuple[Sequence[object], float | None, str]:
+    """One event, or ``{"events": [...], "sent_at": ms}``, from the body's bytes; returns (events, sent_at, path
+    prefix). The events come decoded when all are valid, else as raw JSON that ``_validate`` decodes one by one,
+    so that a bad one costs only itself."""
+    events, sent_at, batched = ev.decode_envelope(body)
+    if batched:
+        return events, checked_sent_at(sent_at), "events"
+    return events, None, ""

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -107,7 +108,7 @@ async def legacy_token(request: Request) -> Response:
     # Minted before the session starts: a provider that refuses leaves no empty session behind.
     minted = await mint_for(request, provider, user or req.user_id)
     if user:
-        req = req.model_copy(update={"user_id": user})  # the signed-in user, not what the page claims
+        req = msgspec.structs.replace(req, user_id=user)  # the signed-in user, not what the page claims
     created = await service.start(req, request.headers.get("traceparent"))
     session_id, ingest_token = created["session_id"], created["token"]
     response = JSONResponse({

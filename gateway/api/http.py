@@ -37,17 +37,26 @@ def client_of(request: Request) -> str:
     return guard_of(request).client(peer, request.headers.get("x-forwarded-for"))
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON whatever its content type: sendBeacon sends strings as text/plain."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body's bytes, at most ``limit`` of them, whatever its content type: sendBeacon sends strings as
+    text/plain, and every body is JSON."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-    body = b""
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
             raise PayloadTooLarge(f"the body is over the {limit} byte limit")
-    if not body.strip():
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON values (None when empty), for routes that work on them as such (the legacy ones)."""
+    body = await read_body(request, limit)
+    if not body or body.isspace():
         return None
     try:
         return orjson.loads(body)

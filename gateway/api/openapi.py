@@ -1,4 +1,4 @@
-"""The OpenAPI document, generated from the same pydantic models that validate requests.
+"""The OpenAPI document, its request schemas generated from the same msgspec structs that decode requests.
 
 Every route the app serves is here except the HTML pages (``/ui``, ``/demo``), the static files and this
 document itself; tests/test_openapi.py holds it to that, and tests/test_fuzz.py fuzzes every operation.
@@ -10,7 +10,7 @@ import copy
 from functools import cache
 from typing import Any
 
-from pydantic import TypeAdapter
+import msgspec
 
 from gateway import __version__
 from gateway import events as ev
@@ -118,8 +118,8 @@ _M503_CREATE = ("the process holds as many open sessions as it may, the forward 
 _M403_VIEWER = "not a loopback client while no admin key is set, or a wrong admin key"
 
 
-def _response_schemas(event_ts: dict[str, Any]) -> dict[str, Any]:
-    """Schemas of the answers (and of the legacy bodies, which no pydantic model parses)."""
+def _response_schemas(event_ts: dict[str, Any], session_create: dict[str, Any]) -> dict[str, Any]:
+    """Schemas of the answers (and of the legacy bodies, which no struct decodes)."""
     ids = {"session_id": _STR, "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
     created = {
         "type": "object",
@@ -209,7 +209,6 @@ def _response_schemas(event_ts: dict[str, Any]) -> dict[str, Any]:
     }
     assert tuple(legacy_events) == LEGACY_TYPES
     names = {kind: "Legacy" + kind.title().replace("_", "") for kind in LEGACY_TYPES}
-    session_create = ev.SessionCreate.model_json_schema()["properties"]
     return {
         "Problem": _PROBLEM,
         "Status": {"type": "object", "required": ["status"],
@@ -320,12 +319,21 @@ def _response_schemas(event_ts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _request_schemas() -> dict[str, Any]:
+    """The schemas of the events and request bodies, from the structs that decode them."""
+    (event, _, _), schemas = msgspec.json.schema_components(
+        (ev.Event, ev.SessionCreate, ev.EndRequest), ref_template="#/components/schemas/{name}")
+    # A tagged union: exactly one member matches.
+    schemas["Event"] = {"oneOf": event["anyOf"], **{k: v for k, v in event.items() if k != "anyOf"}}
+    for schema in schemas.values():
+        if not schema.get("required", True):
+            del schema["required"]  # msgspec lists none as []; JSON Schema says nothing then
+    return schemas
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
-    event_schema = TypeAdapter(ev.Event).json_schema(ref_template="#/components/schemas/{model}")
-    schemas.update(event_schema.pop("$defs", {}))
-    schemas["Event"] = event_schema
+    schemas = _request_schemas()
     schemas["EventBatch"] = {
         "type": "object",
         "required": ["events"],
@@ -336,14 +344,11 @@ def openapi_document() -> dict[str, Any]:
     }
     schemas["EventsBody"] = {"oneOf": [{"$ref": "#/components/schemas/Event"},
                                        {"$ref": "#/components/schemas/EventBatch"}]}
-    for model in (ev.SessionCreate, ev.EndRequest):
-        s = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(s.pop("$defs", {}))
-        schemas[model.__name__] = s
     end = schemas["EndRequest"]
     end.setdefault("properties", {})["events"] = {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}
     end["properties"]["sent_at"] = {"type": "number"}
-    schemas.update(_response_schemas(copy.deepcopy(schemas["ToolCall"]["properties"]["ts"])))
+    schemas.update(_response_schemas(copy.deepcopy(schemas["ToolCall"]["properties"]["ts"]),
+                                     schemas["SessionCreate"]["properties"]))
     auth: list[dict[str, list[str]]] = [{"ingestToken": []}]
     api_key: list[dict[str, list[str]]] = [{"apiKey": []}, {}]
     admin: list[dict[str, list[str]]] = [{"adminKey": []}, {}]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import events as ev
-from gateway.api.http import JSONResponse, bearer_token, client_of, guard_of, read_json, service_of
+from gateway.api.http import JSONResponse, bearer_token, client_of, guard_of, read_body, service_of
 from gateway.api.minting import authorize_creation, mint_for, minter_of
 from gateway.api.openapi import openapi_document
-from gateway.errors import FieldError, ValidationFailed
 from gateway.service import body_events, checked_sent_at
 
 
@@ -23,10 +23,9 @@ async def create_session(request: Request) -> Response:
     service = service_of(request)
     user = await authorize_creation(request)
     guard_of(request).session_created(client_of(request))
-    body = await read_json(request, service.settings.max_body_bytes)
-    req = ev.parse_model(ev.SessionCreate, body if body is not None else {})
+    req = ev.decode_model(ev.SessionCreate, await read_body(request, service.settings.max_body_bytes))
     if user:
-        req = req.model_copy(update={"user_id": user})  # the signed-in user, not what the page claims
+        req = msgspec.structs.replace(req, user_id=user)  # the signed-in user, not what the page claims
     provider = minter_of(request).provider_for(req.provider)
     # Minted before the session starts: a provider that refuses leaves no empty session behind.
     minted = await mint_for(request, provider, user or req.user_id) if provider else None
@@ -40,8 +39,7 @@ async def post_events(request: Request) -> Response:
     session_id = request.path_params["session_id"]
     authorize(request, session_id)
     service = service_of(request)
-    body = await read_json(request, service.settings.max_body_bytes)
-    events, sent_at, prefix = body_events(body)
+    events, sent_at, prefix = body_events(await read_body(request, service.settings.max_body_bytes))
     guard_of(request).events(client_of(request), session_id, len(events))
     result = await service.ingest(session_id, events, sent_at, prefix)
     return JSONResponse(result.to_json(), status_code=202)
@@ -51,14 +49,9 @@ async def end_session(request: Request) -> Response:
     session_id = request.path_params["session_id"]
     authorize(request, session_id)
     service = service_of(request)
-    body = await read_json(request, service.settings.max_body_bytes)
-    body = body if body is not None else {}
-    if not isinstance(body, dict):
-        raise ValidationFailed("the body must be an object", [FieldError("", "expected an object")])
-    req = ev.parse_model(ev.EndRequest, body)
-    raw_events, sent_at = body.get("events") or [], checked_sent_at(body.get("sent_at"))
-    if not isinstance(raw_events, list):
-        raise ValidationFailed("'events' must be a list", [FieldError("events", "must be a list")])
+    req = ev.decode_model(ev.EndBody, await read_body(request, service.settings.max_body_bytes))
+    sent_at = checked_sent_at(req.sent_at)
+    raw_events = ev.end_events(req)
     if raw_events:
         guard_of(request).events(client_of(request), session_id, len(raw_events))
     ts = req.ts.timestamp() * 1000 if req.ts is not None and not isinstance(req.ts, float) else req.ts

@@ -331,7 +331,7 @@ class SessionMachine:
     def _connection_event(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
         if state.connection is None:
             # The client reported a connection's life without its open: the span starts here.
-            self._connection_open(state, ev.ConnectionOpen(type="connection.open", id=e.id), t, out)
+            self._connection_open(state, ev.ConnectionOpen(id=e.id), t, out)
         assert state.connection is not None
         attrs: Attrs = {}
         if isinstance(e, ev.ConnectionGoAway):

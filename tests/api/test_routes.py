@@ -172,6 +172,28 @@ def test_malformed_and_oversized_bodies_get_precise_problems(client: TestClient)
     assert client.get("/healthz").status_code == 200
 
 
+def test_a_body_malformed_past_a_bad_event_is_a_bad_request_and_the_session_keeps_working(client: TestClient) -> None:
+    s = start(client)
+    url = f"/v1/sessions/{s['session_id']}/events"
+    for body in (b'{"events": [{"type": "mark", "id": 1}], "sent_at": }', b'{"type": "mark", "id": 1, "name": }'):
+        r = client.post(url, content=body, headers=auth(s))
+        assert r.status_code == 400 and r.json()["errors"] == [{"path": "", "message": "invalid JSON"}], r.text
+    r = client.post(f"/v1/sessions/{s['session_id']}/end", content=b'{"reason": 5, "ts": }', headers=auth(s))
+    assert r.status_code == 400
+    assert client.post(url, json={"type": "mark", "id": "m", "name": "x"}, headers=auth(s)).json()["accepted"] == 1
+
+
+def test_end_takes_its_final_events_as_a_list_or_nothing(client: TestClient) -> None:
+    s = start(client)
+    end = f"/v1/sessions/{s['session_id']}/end"
+    r = client.post(end, json={"reason": "x" * 300, "ts": "soon", "events": []}, headers=auth(s))
+    assert r.status_code == 422 and {e["path"] for e in r.json()["errors"]} == {"reason", "ts"}
+    r = client.post(end, json={"events": "x"}, headers=auth(s))
+    assert r.status_code == 422 and r.json()["errors"] == [{"path": "events", "message": "must be a list"}]
+    r = client.post(end, json={"events": 0, "reason": "completed"}, headers=auth(s))
+    assert r.status_code == 200 and "events" not in r.json()
+
+
 def test_sent_at_out_of_any_clock_range_is_a_problem_and_the_session_keeps_working(client: TestClient) -> None:
     s = start(client)
     url = f"/v1/sessions/{s['session_id']}/events"
