@@ -1,0 +1,150 @@
+"""Finished span records → OTLP protobuf bytes, with no SDK object in between.
+
+The bytes are exactly what the stock encoder (``encode_spans``) writes for the
+``ReadableSpan`` the emitter would build from the same record
+(``gateway.spans.SpanEmitter.build``): same ids, remote-parent flags, kind,
+status, span limits (attribute counts and lengths, with the drop counts the
+SDK's ``BoundedAttributes`` would report) and links. Tests decode both and
+compare them, and compare the bytes. A mutation's spans are encoded once, on
+the request's thread, and those bytes are what the export queues, the outbox,
+the spool and the viewer's buffer all keep.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from gateway.delivery.otlp_encode import _T, OtlpEncoder, SpanFrame, _field, _KeyValueCache, _varint, span_field
+from gateway.sessions.state import Attrs, FinishedSpan, SpanEvent, TraceRef
+
+_pack_q = struct.Struct("<Q").pack
+_KIND = {"internal": _T["span.kind"] + _varint(1), "client": _T["span.kind"] + _varint(3)}
+_FLAGS_LOCAL = _T["span.flags"] + struct.pack("<I", 0x100)  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE
+_FLAGS_REMOTE = _T["span.flags"] + struct.pack("<I", 0x300)  # ... | SPAN_FLAGS_CONTEXT_IS_REMOTE
+_LINK_FLAGS = _T["link.flags"] + struct.pack("<I", 0x100)  # links to our own spans: never remote
+_STATUS_UNSET = _field(_T["span.status"], b"")
+_ERROR_CODE = _T["status.code"] + _varint(2)
+_TRACE_ID, _SPAN_ID, _PARENT = _T["span.trace_id"] + b"\x10", _T["span.span_id"] + b"\x08", _T["span.parent"] + b"\x08"
+
+
+def _limit(limit: int | None) -> int | None:
+    return None if limit is None or limit == SpanLimits.UNSET else limit
+
+
+def _id(hex_id: str, size: int) -> bytes:
+    if len(hex_id) == 2 * size:
+        try:
+            return bytes.fromhex(hex_id)
+        except ValueError:
+            pass
+    return int(hex_id, 16).to_bytes(size, "big")  # what the emitter's int(..., 16) gives for any other spelling
+
+
+def _truncated(value: Any, length: int) -> Any:
+    # As the SDK's _clean_attribute_value: strings cut, sequences (of strings) cut element-wise.
+    if isinstance(value, str):
+        return value[:length]
+    if isinstance(value, list | tuple):
+        return tuple(_truncated(v, length) for v in value)
+    return value
+
+
+def bounded(attributes: Attrs, count: int | None, length: int | None) -> tuple[Attrs, int]:
+    """The attributes as ``BoundedAttributes(count, attributes, max_value_len=length)`` keeps them, and its drop
+    count; the very dict while they are within the limits (as the emitter hands them to the SDK)."""
+    if (count is None or len(attributes) <= count) and length is None:
+        return attributes, 0
+    if count == 0:
+        return {}, len(attributes)
+    kept = {k: (v if length is None else _truncated(v, length)) for k, v in attributes.items() if k}
+    dropped = len(attributes) - len(kept)
+    if count is not None and len(kept) > count:  # the oldest go first
+        dropped += len(kept) - count
+        kept = dict(list(kept.items())[len(kept) - count:])
+    return kept, dropped
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedSpans:
+    """One emission's spans: each as (its trace id in hex, its ``ScopeSpans.spans`` field), in a shared frame."""
+
+    frame: SpanFrame
+    spans: list[tuple[str, bytes]]
+
+    def request(self) -> bytes:
+        return self.frame.request([s for _, s in self.spans])
+
+    def by_trace(self) -> dict[str, bytes]:
+        """One OTLP request per trace (a session's spans are all of one trace unless traced per turn)."""
+        groups: dict[str, list[bytes]] = {}
+        for trace_id, span in self.spans:
+            groups.setdefault(trace_id, []).append(span)
+        return {t: self.frame.request(s) for t, s in groups.items()}
+
+
+class RecordEncoder:
+    def __init__(self, resource: Resource, scope: InstrumentationScope, limits: SpanLimits | None = None) -> None:
+        self.frame = OtlpEncoder().frame(resource, scope)
+        self._kv = _KeyValueCache()
+        limits = limits or SpanLimits()
+        self._span_count = _limit(limits.max_span_attributes)
+        self._span_length = _limit(limits.max_span_attribute_length)
+        self._event_count = _limit(limits.max_event_attributes)
+        self._event_length = _limit(limits.max_attribute_length)
+        self._max_events = _limit(limits.max_events)
+
+    def encode(self, trace: TraceRef, records: Sequence[FinishedSpan]) -> EncodedSpans:
+        return EncodedSpans(self.frame, [self.span(trace, r) for r in records])
+
+    def request(self, trace: TraceRef, records: Sequence[FinishedSpan]) -> bytes:
+        return self.frame.request([self.span(trace, r)[1] for r in records])
+
+    def _event(self, event: SpanEvent) -> bytes:
+        attributes, dropped = bounded(event.attributes, self._event_count, self._event_length)
+        payload = (
+            (_T["event.time"] + _pack_q(event.time_ns) if event.time_ns else b"")
+            + (_field(_T["event.name"], event.name.encode()) if event.name else b"")
+            + self._kv.attributes(_T["event.attributes"], attributes)
+            + (_T["event.dropped"] + _varint(dropped) if dropped else b"")
+        )
+        return _field(_T["span.events"], payload)
+
+    def span(self, trace: TraceRef, record: FinishedSpan) -> tuple[str, bytes]:
+        """(trace id, the span as a ``ScopeSpans.spans`` field)."""
+        trace_id = record.trace_id or trace.trace_id
+        out = [_TRACE_ID, _id(trace_id, 16), _SPAN_ID, _id(record.span_id, 8)]
+        remote = False
+        if record.parent_id is not None:
+            # The root's parent is the caller's span (remote); every other parent is ours.
+            remote = record.span_id == trace.root_span_id
+            out += (_PARENT, _id(record.parent_id, 8))
+        if record.name:
+            out.append(_field(_T["span.name"], record.name.encode()))
+        out.append(_KIND[record.kind])
+        if record.start_ns:
+            out += (_T["span.start"], _pack_q(record.start_ns))
+        if record.end_ns:
+            out += (_T["span.end"], _pack_q(record.end_ns))
+        attributes, dropped = bounded(record.attributes, self._span_count, self._span_length)
+        out.append(self._kv.attributes(_T["span.attributes"], attributes))
+        if dropped:
+            out += (_T["span.dropped_attributes"], _varint(dropped))
+        events = record.events if self._max_events is None else record.events[:self._max_events]
+        out.extend(self._event(e) for e in events)
+        for link_trace, link_span in record.links:
+            out.append(_field(_T["span.links"], _T["link.trace_id"] + b"\x10" + _id(link_trace, 16)
+                              + _T["link.span_id"] + b"\x08" + _id(link_span, 8) + _LINK_FLAGS))
+        if record.error is None:
+            out.append(_STATUS_UNSET)
+        else:
+            message = _field(_T["status.message"], record.error.encode()) if record.error else b""
+            out.append(_field(_T["span.status"], message + _ERROR_CODE))
+        out.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
+        return trace_id, span_field(b"".join(out))
