@@ -55,7 +55,7 @@ def sessions(draw: Any) -> tuple[TraceRef, list[FinishedSpan]]:
 
 
 def stock(emitter: SpanEmitter, trace: TraceRef, records: list[FinishedSpan]) -> bytes:
-    return encode_spans([emitter.build(trace, r) for r in records]).SerializeToString()
+    return bytes(encode_spans([emitter.build(trace, r) for r in records]).SerializeToString())
 
 
 @settings(max_examples=400, deadline=None)
