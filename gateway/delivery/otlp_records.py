@@ -21,10 +21,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from gateway.delivery.otlp_encode import _T, OtlpEncoder, SpanFrame, _field, _KeyValueCache, _varint, span_field
+from gateway.delivery.otlp_encode import _T, OtlpEncoder, SpanFrame, _any, _field, _varint, span_field
 from gateway.sessions.state import Attrs, FinishedSpan, SpanEvent, TraceRef
 
 _pack_q = struct.Struct("<Q").pack
+_pack_d = struct.Struct("<d").pack
+_SMALL = [bytes((n,)) for n in range(0x80)]  # one-byte varints: most lengths here
 _KIND = {"internal": _T["span.kind"] + _varint(1), "client": _T["span.kind"] + _varint(3)}
 _FLAGS_LOCAL = _T["span.flags"] + struct.pack("<I", 0x100)  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE
 _FLAGS_REMOTE = _T["span.flags"] + struct.pack("<I", 0x300)  # ... | SPAN_FLAGS_CONTEXT_IS_REMOTE
@@ -45,6 +47,81 @@ def _id(hex_id: str, size: int) -> bytes:
         except ValueError:
             pass
     return int(hex_id, 16).to_bytes(size, "big")  # what the emitter's int(..., 16) gives for any other spelling
+
+
+def _len(n: int) -> bytes:
+    return _SMALL[n] if n < 0x80 else _varint(n)
+
+
+class _Attributes:
+    """Encoded ``KeyValue`` fields of one message field (span or event attributes), the repeated ones cached.
+
+    The generic encoder's path (``otlp_encode._any``) handles every value; the scalar types of span records
+    are written inline here, which is most of the export's CPU. A pair's bytes are cached: the session's
+    facts (ids, provider, model, agent) repeat on every span of a session. Bounded, since values come from
+    clients."""
+
+    def __init__(self, tag: bytes, limit: int = 4096) -> None:
+        self._tag = tag
+        self._keys: dict[str, bytes] = {}
+        self._pairs: dict[tuple[Any, ...], bytes] = {}
+        self._limit = limit
+
+    def _key(self, key: str) -> bytes:
+        encoded = self._keys.get(key)
+        if encoded is None:
+            raw = key.encode()
+            # The key field (left out when empty, as proto3 does), then the value field's tag.
+            encoded = (b"\x0a" + _len(len(raw)) + raw if raw else b"") + b"\x12"
+            if len(self._keys) >= self._limit:
+                self._keys.clear()
+            self._keys[key] = encoded
+        return encoded
+
+    def encode(self, attributes: Attrs) -> bytes:
+        if not attributes:
+            return b""
+        parts = []
+        pairs = self._pairs
+        for key, value in attributes.items():
+            kind = type(value)
+            ck: tuple[Any, ...] | None
+            if kind is str:
+                ck = (key, value)
+            elif kind is int or kind is float or kind is bool:
+                ck = (key, kind, value)  # the type too: True == 1 == 1.0 as keys
+            elif kind is list and all(type(v) is str for v in value):  # type: ignore[union-attr]  # a list
+                ck = (key, list, *value)  # type: ignore[misc]  # a list
+            else:
+                ck = None
+            if ck is not None:
+                cached = pairs.get(ck)
+                if cached is not None:
+                    parts.append(cached)
+                    continue
+            if kind is str:
+                raw = value.encode()  # type: ignore[union-attr]  # a str, as kind says
+                any_value = b"\x0a" + _len(len(raw)) + raw
+            elif kind is bool:
+                any_value = b"\x10\x01" if value else b"\x10\x00"
+            elif kind is int:
+                any_value = b"\x18" + _varint(value)  # type: ignore[arg-type]  # an int, as kind says
+            elif kind is float:
+                any_value = b"\x21" + _pack_d(value)
+            elif ck is not None:  # a list of strings: an ArrayValue of string AnyValues
+                items = [b"\x0a" + _len(len(raw)) + raw for raw in (v.encode() for v in ck[2:])]
+                array = b"".join(b"\x0a" + _len(len(item)) + item for item in items)
+                any_value = b"\x2a" + _len(len(array)) + array
+            else:
+                any_value = _any(value)
+            pair = self._key(key) + _len(len(any_value)) + any_value
+            encoded = self._tag + _len(len(pair)) + pair
+            if ck is not None:
+                if len(pairs) >= self._limit:
+                    pairs.clear()
+                pairs[ck] = encoded
+            parts.append(encoded)
+        return b"".join(parts)
 
 
 def _truncated(value: Any, length: int) -> Any:
@@ -92,7 +169,8 @@ class EncodedSpans:
 class RecordEncoder:
     def __init__(self, resource: Resource, scope: InstrumentationScope, limits: SpanLimits | None = None) -> None:
         self.frame = OtlpEncoder().frame(resource, scope)
-        self._kv = _KeyValueCache()
+        self._span_attributes = _Attributes(_T["span.attributes"])
+        self._event_attributes = _Attributes(_T["event.attributes"])
         limits = limits or SpanLimits()
         self._span_count = _limit(limits.max_span_attributes)
         self._span_length = _limit(limits.max_span_attribute_length)
@@ -111,7 +189,7 @@ class RecordEncoder:
         payload = (
             (_T["event.time"] + _pack_q(event.time_ns) if event.time_ns else b"")
             + (_field(_T["event.name"], event.name.encode()) if event.name else b"")
-            + self._kv.attributes(_T["event.attributes"], attributes)
+            + self._event_attributes.encode(attributes)
             + (_T["event.dropped"] + _varint(dropped) if dropped else b"")
         )
         return _field(_T["span.events"], payload)
@@ -133,7 +211,7 @@ class RecordEncoder:
         if record.end_ns:
             out += (_T["span.end"], _pack_q(record.end_ns))
         attributes, dropped = bounded(record.attributes, self._span_count, self._span_length)
-        out.append(self._kv.attributes(_T["span.attributes"], attributes))
+        out.append(self._span_attributes.encode(attributes))
         if dropped:
             out += (_T["span.dropped_attributes"], _varint(dropped))
         events = record.events if self._max_events is None else record.events[:self._max_events]
