@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from gateway.delivery.otlp_encode import _T, OtlpEncoder, SpanFrame, _any, _field, _varint, span_field
+from gateway.delivery.otlp_encode import _T, OtlpEncoder, SpanFrame, _any, _field, _varint
 from gateway.sessions.state import Attrs, FinishedSpan, SpanEvent, TraceRef
 
 _pack_q = struct.Struct("<Q").pack
@@ -33,6 +33,9 @@ _FLAGS_REMOTE = _T["span.flags"] + struct.pack("<I", 0x300)  # ... | SPAN_FLAGS_
 _LINK_FLAGS = _T["link.flags"] + struct.pack("<I", 0x100)  # links to our own spans: never remote
 _STATUS_UNSET = _field(_T["span.status"], b"")
 _ERROR_CODE = _T["status.code"] + _varint(2)
+_SPAN_NAME, _SPAN_START, _SPAN_END = _T["span.name"], _T["span.start"], _T["span.end"]
+_SPAN_DROPPED, _SPAN_EVENTS, _SCOPE_SPAN = _T["span.dropped_attributes"], _T["span.events"], _T["ss.spans"]
+_EVENT_TIME, _EVENT_NAME, _EVENT_DROPPED = _T["event.time"], _T["event.name"], _T["event.dropped"]
 _TRACE_ID, _SPAN_ID, _PARENT = _T["span.trace_id"] + b"\x10", _T["span.span_id"] + b"\x08", _T["span.parent"] + b"\x08"
 
 
@@ -81,47 +84,44 @@ class _Attributes:
     def encode(self, attributes: Attrs) -> bytes:
         if not attributes:
             return b""
-        parts = []
-        pairs = self._pairs
-        for key, value in attributes.items():
-            kind = type(value)
-            ck: tuple[Any, ...] | None
-            if kind is str:
-                ck = (key, value)
-            elif kind is int or kind is float or kind is bool:
-                ck = (key, kind, value)  # the type too: True == 1 == 1.0 as keys
-            elif kind is list and all(type(v) is str for v in value):  # type: ignore[union-attr]  # a list
-                ck = (key, list, *value)  # type: ignore[misc]  # a list
-            else:
-                ck = None
-            if ck is not None:
-                cached = pairs.get(ck)
-                if cached is not None:
-                    parts.append(cached)
-                    continue
-            if kind is str:
-                raw = value.encode()  # type: ignore[union-attr]  # a str, as kind says
-                any_value = b"\x0a" + _len(len(raw)) + raw
-            elif kind is bool:
-                any_value = b"\x10\x01" if value else b"\x10\x00"
-            elif kind is int:
-                any_value = b"\x18" + _varint(value)  # type: ignore[arg-type]  # an int, as kind says
-            elif kind is float:
-                any_value = b"\x21" + _pack_d(value)
-            elif ck is not None:  # a list of strings: an ArrayValue of string AnyValues
-                items = [b"\x0a" + _len(len(raw)) + raw for raw in (v.encode() for v in ck[2:])]
-                array = b"".join(b"\x0a" + _len(len(item)) + item for item in items)
-                any_value = b"\x2a" + _len(len(array)) + array
-            else:
-                any_value = _any(value)
-            pair = self._key(key) + _len(len(any_value)) + any_value
-            encoded = self._tag + _len(len(pair)) + pair
-            if ck is not None:
-                if len(pairs) >= self._limit:
-                    pairs.clear()
-                pairs[ck] = encoded
-            parts.append(encoded)
-        return b"".join(parts)
+        get = self._pairs.get
+        # The usual case, every pair seen before, in one pass. Keys hold the value's type (True == 1 == 1.0); a
+        # list, unhashable, is looked up by its items.
+        parts = [get((k, v, type(v)) if type(v) is not list else (k, tuple(v), list))
+                 for k, v in attributes.items()]
+        if None in parts:
+            for index, (key, value) in enumerate(attributes.items()):
+                if parts[index] is None:
+                    parts[index] = self._miss(key, value)
+        return b"".join(parts)  # type: ignore[arg-type]  # no None left
+
+    def _miss(self, key: str, value: Any) -> bytes:
+        kind = type(value)
+        cache_key: tuple[Any, ...] | None = (key, value, kind)
+        if kind is str:
+            raw = value.encode()
+            any_value = b"\x0a" + _len(len(raw)) + raw
+        elif kind is bool:
+            any_value = b"\x10\x01" if value else b"\x10\x00"
+        elif kind is int:
+            any_value = b"\x18" + _varint(value)
+        elif kind is float:
+            any_value = b"\x21" + _pack_d(value)
+        elif kind is list and all(type(v) is str for v in value):  # an ArrayValue of string AnyValues
+            cache_key = (key, tuple(value), list)
+            items = [b"\x0a" + _len(len(raw)) + raw for raw in (v.encode() for v in value)]
+            array = b"".join(b"\x0a" + _len(len(item)) + item for item in items)
+            any_value = b"\x2a" + _len(len(array)) + array
+        else:  # anything else, as the generic encoder writes it; not cached (its items may be True or 1)
+            cache_key = None
+            any_value = _any(value)
+        pair = self._key(key) + _len(len(any_value)) + any_value
+        encoded: bytes = self._tag + _len(len(pair)) + pair
+        if cache_key is not None:
+            if len(self._pairs) >= self._limit:
+                self._pairs.clear()
+            self._pairs[cache_key] = encoded
+        return encoded
 
 
 def _truncated(value: Any, length: int) -> Any:
@@ -171,6 +171,7 @@ class RecordEncoder:
         self.frame = OtlpEncoder().frame(resource, scope)
         self._span_attributes = _Attributes(_T["span.attributes"])
         self._event_attributes = _Attributes(_T["event.attributes"])
+        self._names: dict[tuple[bytes, str], bytes] = {}
         limits = limits or SpanLimits()
         self._span_count = _limit(limits.max_span_attributes)
         self._span_length = _limit(limits.max_span_attribute_length)
@@ -184,15 +185,25 @@ class RecordEncoder:
     def request(self, trace: TraceRef, records: Sequence[FinishedSpan]) -> bytes:
         return self.frame.request([self.span(trace, r)[1] for r in records])
 
+    def _name(self, tag: bytes, name: str) -> bytes:
+        """A span or event name's field; names repeat (``user_speech``, ``invoke_agent {agent}``)."""
+        encoded = self._names.get((tag, name))
+        if encoded is None:
+            raw = name.encode()
+            encoded = tag + _len(len(raw)) + raw if raw else b""
+            if len(self._names) >= 1024:
+                self._names.clear()
+            self._names[(tag, name)] = encoded
+        return encoded
+
     def _event(self, event: SpanEvent) -> bytes:
-        attributes, dropped = bounded(event.attributes, self._event_count, self._event_length)
-        payload = (
-            (_T["event.time"] + _pack_q(event.time_ns) if event.time_ns else b"")
-            + (_field(_T["event.name"], event.name.encode()) if event.name else b"")
-            + self._event_attributes.encode(attributes)
-            + (_T["event.dropped"] + _varint(dropped) if dropped else b"")
-        )
-        return _field(_T["span.events"], payload)
+        payload = (_EVENT_TIME + _pack_q(event.time_ns) if event.time_ns else b"") + self._name(_EVENT_NAME, event.name)
+        if event.attributes:  # none: nothing to cut or count
+            attributes, dropped = bounded(event.attributes, self._event_count, self._event_length)
+            payload += self._event_attributes.encode(attributes)
+            if dropped:
+                payload += _EVENT_DROPPED + _varint(dropped)
+        return _SPAN_EVENTS + _len(len(payload)) + payload
 
     def span(self, trace: TraceRef, record: FinishedSpan) -> tuple[str, bytes]:
         """(trace id, the span as a ``ScopeSpans.spans`` field)."""
@@ -203,19 +214,18 @@ class RecordEncoder:
             # The root's parent is the caller's span (remote); every other parent is ours.
             remote = record.span_id == trace.root_span_id
             out += (_PARENT, _id(record.parent_id, 8))
-        if record.name:
-            out.append(_field(_T["span.name"], record.name.encode()))
-        out.append(_KIND[record.kind])
+        out += (self._name(_SPAN_NAME, record.name), _KIND[record.kind])
         if record.start_ns:
-            out += (_T["span.start"], _pack_q(record.start_ns))
+            out += (_SPAN_START, _pack_q(record.start_ns))
         if record.end_ns:
-            out += (_T["span.end"], _pack_q(record.end_ns))
+            out += (_SPAN_END, _pack_q(record.end_ns))
         attributes, dropped = bounded(record.attributes, self._span_count, self._span_length)
         out.append(self._span_attributes.encode(attributes))
         if dropped:
-            out += (_T["span.dropped_attributes"], _varint(dropped))
-        events = record.events if self._max_events is None else record.events[:self._max_events]
-        out.extend(self._event(e) for e in events)
+            out += (_SPAN_DROPPED, _varint(dropped))
+        if record.events:
+            events = record.events if self._max_events is None else record.events[:self._max_events]
+            out += [self._event(e) for e in events]
         for link_trace, link_span in record.links:
             out.append(_field(_T["span.links"], _T["link.trace_id"] + b"\x10" + _id(link_trace, 16)
                               + _T["link.span_id"] + b"\x08" + _id(link_span, 8) + _LINK_FLAGS))
@@ -225,4 +235,5 @@ class RecordEncoder:
             message = _field(_T["status.message"], record.error.encode()) if record.error else b""
             out.append(_field(_T["span.status"], message + _ERROR_CODE))
         out.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
-        return trace_id, span_field(b"".join(out))
+        payload = b"".join(out)
+        return trace_id, _SCOPE_SPAN + _len(len(payload)) + payload
