@@ -51,6 +51,7 @@ from gateway import events as ev
 from gateway.app import create_app
 from gateway.delivery.export_queue import request_of
 from gateway.delivery.otlp_encode import OtlpEncoder
+from gateway.delivery.otlp_records import RecordEncoder
 from gateway.otel_config import load_telemetry
 from gateway.sessions.state import FinishedSpan, TraceRef
 from gateway.simulate import MODEL, three_turn_session
@@ -172,12 +173,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             encode_spans(s[i:i + BATCH]).SerializePartialToString()
         return len(s)
 
+    # Each step has an encoder of its own, as the gateway's (same resource, scope, limits) but whose caches
+    # never saw these sessions (the gateway's emitter encoded them for the viewer's buffer while they played,
+    # and another step may have encoded them before); it lives across the step's rounds, as in production.
+    encoders: dict[str, RecordEncoder] = {}
+    sdk_encoder = OtlpEncoder()
+
     def gateway_batches(step: str) -> list[tuple[bytes, int]]:
         """The gateway's path: each emission's records encoded once (the request's thread), then each batch of
         the export queue joined into one request (the export thread)."""
         queued: list[Any] = []
+        encoder = encoders.setdefault(step, RecordEncoder(emitter.resource, emitter.scope, emitter.limits))
         for trace, records in next_round(step, gateway_rounds)[1]:
-            encoded_spans = emitter.encode(trace, records)
+            encoded_spans = encoder.encode(trace, records)
             queued.extend((encoded_spans.frame, span) for _, span in encoded_spans.spans)
         return [(request_of(queued[i:i + BATCH]), len(queued[i:i + BATCH])) for i in range(0, len(queued), BATCH)]
 
@@ -185,10 +193,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return sum(count for _, count in gateway_batches("records_encode"))
 
     def sdk_span_path() -> int:
-        encoder = OtlpEncoder()
         built_spans = [emitter.build(t, r) for t, rs in next_round("sdk_span_path", gateway_rounds)[1] for r in rs]
         for i in range(0, len(built_spans), BATCH):
-            encoder.request(built_spans[i:i + BATCH])
+            sdk_encoder.request(built_spans[i:i + BATCH])
         return len(built_spans)
 
     def build_spans() -> int:
