@@ -32,11 +32,14 @@ _FLAGS_LOCAL = _T["span.flags"] + struct.pack("<I", 0x100)  # SPAN_FLAGS_CONTEXT
 _FLAGS_REMOTE = _T["span.flags"] + struct.pack("<I", 0x300)  # ... | SPAN_FLAGS_CONTEXT_IS_REMOTE
 _LINK_FLAGS = _T["link.flags"] + struct.pack("<I", 0x100)  # links to our own spans: never remote
 _STATUS_UNSET = _field(_T["span.status"], b"")
+_UNSET_LOCAL, _UNSET_REMOTE = _STATUS_UNSET + _FLAGS_LOCAL, _STATUS_UNSET + _FLAGS_REMOTE
+_pack_times = struct.Struct("<BQBQ").pack  # start and end, each after its tag (fields 7 and 8, fixed64)
 _ERROR_CODE = _T["status.code"] + _varint(2)
 _SPAN_NAME, _SPAN_START, _SPAN_END = _T["span.name"], _T["span.start"], _T["span.end"]
 _SPAN_DROPPED, _SPAN_EVENTS, _SCOPE_SPAN = _T["span.dropped_attributes"], _T["span.events"], _T["ss.spans"]
 _EVENT_TIME, _EVENT_NAME, _EVENT_DROPPED = _T["event.time"], _T["event.name"], _T["event.dropped"]
 _TRACE_ID, _SPAN_ID, _PARENT = _T["span.trace_id"] + b"\x10", _T["span.span_id"] + b"\x08", _T["span.parent"] + b"\x08"
+assert _T["span.start"] == b"\x39" and _T["span.end"] == b"\x41"
 
 
 def _limit(limit: int | None) -> int | None:
@@ -172,6 +175,7 @@ class RecordEncoder:
         self._span_attributes = _Attributes(_T["span.attributes"])
         self._event_attributes = _Attributes(_T["event.attributes"])
         self._names: dict[tuple[bytes, str], bytes] = {}
+        self._ids: dict[str, bytes] = {}
         limits = limits or SpanLimits()
         self._span_count = _limit(limits.max_span_attributes)
         self._span_length = _limit(limits.max_span_attribute_length)
@@ -205,35 +209,54 @@ class RecordEncoder:
                 payload += _EVENT_DROPPED + _varint(dropped)
         return _SPAN_EVENTS + _len(len(payload)) + payload
 
+    def _cached_id(self, tag: bytes, key: str, hex_id: str, size: int) -> bytes:
+        """A trace or parent id's field: they repeat across a session's spans."""
+        encoded = self._ids.get(key)
+        if encoded is None:
+            encoded = tag + _id(hex_id, size)
+            if len(self._ids) >= 4096:
+                self._ids.clear()
+            self._ids[key] = encoded
+        return encoded
+
     def span(self, trace: TraceRef, record: FinishedSpan) -> tuple[str, bytes]:
         """(trace id, the span as a ``ScopeSpans.spans`` field)."""
         trace_id = record.trace_id or trace.trace_id
-        out = [_TRACE_ID, _id(trace_id, 16), _SPAN_ID, _id(record.span_id, 8)]
-        remote = False
-        if record.parent_id is not None:
-            # The root's parent is the caller's span (remote); every other parent is ours.
-            remote = record.span_id == trace.root_span_id
-            out += (_PARENT, _id(record.parent_id, 8))
-        out += (self._name(_SPAN_NAME, record.name), _KIND[record.kind])
-        if record.start_ns:
-            out += (_SPAN_START, _pack_q(record.start_ns))
-        if record.end_ns:
-            out += (_SPAN_END, _pack_q(record.end_ns))
-        attributes, dropped = bounded(record.attributes, self._span_count, self._span_length)
-        out.append(self._span_attributes.encode(attributes))
-        if dropped:
-            out += (_SPAN_DROPPED, _varint(dropped))
+        ids = self._ids
+        span_id = record.span_id
+        out = [ids.get(trace_id) or self._cached_id(_TRACE_ID, trace_id, trace_id, 16),
+               _SPAN_ID + (bytes.fromhex(span_id) if len(span_id) == 16 else _id(span_id, 8))]
+        parent_id = record.parent_id
+        if parent_id is not None:
+            key = "p" + parent_id  # apart from trace ids: a 16-digit trace id may spell a parent's id
+            out.append(ids.get(key) or self._cached_id(_PARENT, key, parent_id, 8))
+        out += (self._names.get((_SPAN_NAME, record.name)) or self._name(_SPAN_NAME, record.name), _KIND[record.kind])
+        start, end = record.start_ns, record.end_ns
+        if start and end:
+            out.append(_pack_times(0x39, start, 0x41, end))
+        else:
+            out.append((_SPAN_START + _pack_q(start) if start else b"") + (_SPAN_END + _pack_q(end) if end else b""))
+        attributes, count, length = record.attributes, self._span_count, self._span_length
+        if length is None and (count is None or len(attributes) <= count):
+            out.append(self._span_attributes.encode(attributes))
+        else:
+            attributes, dropped = bounded(attributes, count, length)
+            out.append(self._span_attributes.encode(attributes))
+            if dropped:
+                out += (_SPAN_DROPPED, _varint(dropped))
         if record.events:
             events = record.events if self._max_events is None else record.events[:self._max_events]
             out += [self._event(e) for e in events]
         for link_trace, link_span in record.links:
             out.append(_field(_T["span.links"], _T["link.trace_id"] + b"\x10" + _id(link_trace, 16)
                               + _T["link.span_id"] + b"\x08" + _id(link_span, 8) + _LINK_FLAGS))
+        # The root's parent is the caller's span (remote); every other parent is ours.
+        remote = parent_id is not None and span_id == trace.root_span_id
         if record.error is None:
-            out.append(_STATUS_UNSET)
+            out.append(_UNSET_REMOTE if remote else _UNSET_LOCAL)
         else:
             message = _field(_T["status.message"], record.error.encode()) if record.error else b""
-            out.append(_field(_T["span.status"], message + _ERROR_CODE))
-        out.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
+            out += (_field(_T["span.status"], message + _ERROR_CODE), _FLAGS_REMOTE if remote else _FLAGS_LOCAL)
         payload = b"".join(out)
-        return trace_id, _SCOPE_SPAN + _len(len(payload)) + payload
+        n = len(payload)
+        return trace_id, _SCOPE_SPAN + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
