@@ -1,14 +1,21 @@
-"""Finished span records → SDK ``ReadableSpan``s, handed to the configured span processors.
+"""Finished span records → OTLP bytes for the gateway's own pipeline, SDK spans for any other processor.
 
 A voice span is finished data by the time it leaves the state machine: its
 ids were fixed when it opened (the root's at session start, so the client
 could be told), its times come from the client's timeline, and the sampling
 decision was taken once, at the session's start, so that a session is kept
 whole or not at all. So the emitter builds the SDK's finished-span type
-directly and gives it to each processor's ``on_end``, as the SDK's own
-``Span.end`` does, without the live-span machinery (context, sampler, id
-generator) a Tracer would run per span. The processors, and so every
-exporter, are the SDK's.
+directly, without the live-span machinery (context, sampler, id generator) a
+Tracer would run per span.
+
+Most of the gateway's consumers want OTLP protobuf, not SDK objects: its
+OTLP/HTTP export queues, the viewer's buffer, the spool. They say so
+(``takes_encoded``) and get the records encoded once per emission, straight
+from the records (``gateway.delivery.otlp_records``), byte for byte what the
+stock encoder writes for the SDK span. Only other processors (the queues of
+Langfuse, console or third-party exporters, an SDK processor in a test) get
+``ReadableSpan``s through ``on_end``, built only when such a processor is
+there.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import Attributes
 
 from gateway import __version__
+from gateway.delivery.otlp_records import EncodedSpans, RecordEncoder
 from gateway.sessions.state import Attrs, FinishedSpan, TraceRef
 
 _KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
@@ -63,6 +71,7 @@ class SpanEmitter:
         # The provider's span limits (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT and friends, or the config file's
         # attribute_limits), applied as a Tracer would; the check costs nothing while spans are within them.
         self.limits = limits or SpanLimits()
+        self.encoder = RecordEncoder(resource, self.scope, self.limits)
 
     def decide(self, trace_id: str, parent: SpanContext | None, attributes: Attributes = None) -> bool:
         """The configured sampler's verdict for a new session (parent-based samplers see the caller's span)."""
@@ -98,13 +107,26 @@ class SpanEmitter:
             instrumentation_scope=self.scope,
         )
 
+    def encode(self, trace: TraceRef, records: Sequence[FinishedSpan]) -> EncodedSpans:
+        return self.encoder.encode(trace, records)
+
     def emit(self, trace: TraceRef, spans: Iterable[FinishedSpan]) -> int:
         if not trace.sampled:
             return 0
-        count = 0
-        for record in spans:
-            span = self.build(trace, record)
-            for processor in self.processors:
-                processor.on_end(span)
-            count += 1
-        return count
+        records = spans if isinstance(spans, list | tuple) else list(spans)
+        if not records:
+            return 0
+        encoded: EncodedSpans | None = None
+        built: list[ReadableSpan] | None = None
+        for processor in self.processors:
+            take = getattr(processor, "on_encoded", None) if getattr(processor, "takes_encoded", False) else None
+            if take is not None:
+                if encoded is None:
+                    encoded = self.encoder.encode(trace, records)
+                take(encoded)
+            else:
+                if built is None:
+                    built = [self.build(trace, r) for r in records]
+                for span in built:
+                    processor.on_end(span)
+        return len(records)

@@ -222,8 +222,9 @@ def attach(
     wrapped = InstrumentedExporter(name, exporter, metrics)
     processor: SpanProcessor
     if batch is not None:
+        # An exporter that posts OTLP bytes as they are gets the spans' bytes; any other, SDK spans.
         processor = RetryingBatchProcessor(
-            wrapped, name, metrics,
+            wrapped, name, metrics, encoded=callable(getattr(exporter, "export_encoded", None)),
             max_queue_size=batch.max_queue_size,
             max_export_batch_size=batch.max_export_batch_size,
             schedule_delay_millis=batch.schedule_delay_millis,

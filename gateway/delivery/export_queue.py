@@ -7,6 +7,12 @@ the queue and is retried with exponential backoff and jitter until
 ``retry_max_elapsed_s`` (default 600 s) has passed, while new spans queue up
 behind it to a fixed bound. Everything dropped (queue full, retries exhausted,
 a failure the backend calls permanent) is counted, never silent.
+
+A queue in front of an exporter that posts OTLP bytes (``encoded=True``: the
+OTLP/HTTP one) holds spans as their encoded bytes, as the span emitter hands
+them over (``on_encoded``); a batch is those bytes joined under one resource
+and scope, the very request the stock exporter would post. Any other queue
+holds SDK spans (``on_end``) for its exporter.
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeAlias
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from gateway.delivery.otlp_encode import OtlpEncoder, SpanFrame, span_field
+from gateway.delivery.otlp_records import EncodedSpans
 from gateway.delivery.spool import Spool
 from gateway.metrics import GatewayMetrics
 
@@ -29,6 +38,29 @@ log = logging.getLogger("gateway.delivery.export")
 
 # HTTP statuses OTLP calls transient; any other 4xx/5xx will not get better by sending the same bytes again.
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
+
+
+# An encoded queue's span: its frame (resource and scope) and its ``ScopeSpans.spans`` field.
+EncodedSpan: TypeAlias = tuple[SpanFrame, bytes]
+Item: TypeAlias = ReadableSpan | EncodedSpan
+
+
+class EncodedExporter(Protocol):
+    def export_encoded(self, data: bytes, count: int) -> SpanExportResult: ...
+
+
+def request_of(batch: Sequence[EncodedSpan]) -> bytes:
+    """One OTLP request for encoded spans: under one resource and scope when they share them (always, from one
+    emitter), as the stock encoder groups them."""
+    if not batch:
+        return b""
+    frame = batch[0][0]
+    if all(f is frame for f, _ in batch):
+        return frame.request([s for _, s in batch])
+    groups: dict[int, tuple[SpanFrame, list[bytes]]] = {}
+    for f, span in batch:
+        groups.setdefault(id(f), (f, []))[1].append(span)
+    return b"".join(f.request(spans) for f, spans in groups.values())
 
 
 def permanent_failure(exporter: SpanExporter) -> bool:
@@ -60,8 +92,12 @@ class RetryingBatchProcessor(SpanProcessor):
         retry_max_elapsed_s: float = 600.0,
         spool: Spool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        encoded: bool = False,
     ) -> None:
         self.exporter = exporter
+        # Spans held as OTLP bytes, for an exporter that posts them as they are (``export_encoded``).
+        self.encoded = encoded
+        self._encoder = OtlpEncoder() if encoded else None
         self.name = name
         self._metrics = metrics
         self.max_queue_size = max_queue_size or 50_000
@@ -73,8 +109,8 @@ class RetryingBatchProcessor(SpanProcessor):
         self._clock = clock
         self._spool = spool
         self._spool_attempt = 0
-        self._queue: deque[ReadableSpan] = deque()
-        self._in_flight: list[ReadableSpan] = []
+        self._queue: deque[Item] = deque()
+        self._in_flight: list[Item] = []
         self._cond = threading.Condition()
         self._flush_requested = 0
         self._flushed = 0
@@ -83,7 +119,7 @@ class RetryingBatchProcessor(SpanProcessor):
         # The one deadline of the whole gateway shutdown (``stop_by``), on this processor's clock.
         self._stop_by: float | None = None
         # A batch whose retries a shutdown cut short: counted or spooled by ``shutdown``, never silently lost.
-        self._unsent: list[ReadableSpan] = []
+        self._unsent: list[Item] = []
         self._export_lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name=f"export-{name}", daemon=True)
         self._worker.start()
@@ -96,11 +132,28 @@ class RetryingBatchProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if span.context is None or not span.context.trace_flags.sampled:
             return
+        item: Item = span
+        if self._encoder is not None:  # an SDK span given to an encoded queue (not the emitter's way)
+            item = (self._encoder.frame(span.resource, span.instrumentation_scope),
+                    span_field(self._encoder.span(span)))
+        self._add([item])
+
+    @property
+    def takes_encoded(self) -> bool:
+        """Whether the span emitter should hand this queue encoded spans (``on_encoded``) rather than SDK ones."""
+        return self.encoded
+
+    def on_encoded(self, spans: EncodedSpans) -> None:
+        frame = spans.frame
+        self._add([(frame, span) for _, span in spans.spans])
+
+    def _add(self, items: Sequence[Item]) -> None:
         with self._cond:
-            if self._shutdown or len(self._queue) >= self.max_queue_size:
-                self._metrics.spans_dropped.labels(self.name).inc()
-                return
-            self._queue.append(span)
+            room = 0 if self._shutdown else max(0, self.max_queue_size - len(self._queue))
+            if room < len(items):
+                self._metrics.spans_dropped.labels(self.name).inc(len(items) - room)
+                items = items[:room]
+            self._queue.extend(items)
             if len(self._queue) >= self.max_batch:
                 self._cond.notify_all()
 
@@ -171,7 +224,7 @@ class RetryingBatchProcessor(SpanProcessor):
         kept = 0
         for start in range(0, len(left) if self._spool is not None else 0, self.max_batch):
             chunk = left[start:start + self.max_batch]
-            if self._spool is not None and self._spool.put(chunk):
+            if self._put_spool(chunk):
                 kept += len(chunk)
         if kept:
             log.warning("exporter %s: %d spans spooled to disk at shutdown", self.name, kept)
@@ -182,7 +235,7 @@ class RetryingBatchProcessor(SpanProcessor):
 
     # -- worker -------------------------------------------------------------------------------------
 
-    def _take(self) -> tuple[list[ReadableSpan], int]:
+    def _take(self) -> tuple[list[Item], int]:
         """Wait for a full batch, the schedule delay, a flush or shutdown; return a batch and the flush ticket
         it serves (0 when no flush is waiting)."""
         with self._cond:
@@ -231,13 +284,13 @@ class RetryingBatchProcessor(SpanProcessor):
                 self._cond.wait(end - self._clock())
             return self._shutdown
 
-    def _deliver_spooling(self, batch: list[ReadableSpan]) -> None:
+    def _deliver_spooling(self, batch: list[Item]) -> None:
         """With a spool: a batch the backend does not take goes to disk at once, and the disk is replayed
         oldest first; while anything waits there, new batches queue behind it on disk, keeping order."""
         assert self._spool is not None
         if batch and (self._spooled() or not self._export_once(batch)):
             self._to_spool(batch)
-        while (item := self._spool.oldest()) is not None:
+        while (item := self._spool.oldest_encoded() if self.encoded else self._spool.oldest()) is not None:
             path, spans = item
             if self._export_once(spans):
                 self._spool.remove(path)
@@ -255,30 +308,45 @@ class RetryingBatchProcessor(SpanProcessor):
             self._wait(backoff)
             return  # back to the loop: what queued meanwhile is spooled behind, then the replay resumes
 
-    def _export_once(self, batch: list[ReadableSpan]) -> bool:
+    def _send(self, batch: Sequence[Item] | tuple[bytes, int]) -> SpanExportResult:
+        """Export a batch: SDK spans, encoded spans, or an encoded request and its span count (from the spool)."""
         with self._export_lock:
-            result = self.exporter.export(batch)
+            if not self.encoded:
+                return self.exporter.export(batch)  # type: ignore[arg-type]  # SDK spans in an SDK queue
+            exporter: EncodedExporter = self.exporter  # type: ignore[assignment]  # encoded: it takes bytes
+            if isinstance(batch, tuple):
+                return exporter.export_encoded(*batch)
+            return exporter.export_encoded(request_of(batch), len(batch))  # type: ignore[arg-type]
+
+    def _export_once(self, batch: Sequence[Item] | tuple[bytes, int]) -> bool:
+        result = self._send(batch)
         if result == SpanExportResult.SUCCESS:
             return True
         if permanent_failure(self.exporter):
-            log.error("exporter %s: backend refused %d spans for good; dropped", self.name, len(batch))
-            self._metrics.spans_dropped.labels(self.name).inc(len(batch))
+            count = batch[1] if isinstance(batch, tuple) else len(batch)
+            log.error("exporter %s: backend refused %d spans for good; dropped", self.name, count)
+            self._metrics.spans_dropped.labels(self.name).inc(count)
         return False
 
-    def _to_spool(self, batch: list[ReadableSpan]) -> None:
+    def _put_spool(self, batch: list[Item]) -> bool:
+        assert self._spool is not None
+        if self.encoded:
+            return self._spool.put_encoded(request_of(batch))  # type: ignore[arg-type]  # encoded spans
+        return self._spool.put(batch)  # type: ignore[arg-type]  # SDK spans
+
+    def _to_spool(self, batch: list[Item]) -> None:
         assert self._spool is not None
         if permanent_failure(self.exporter):
             return  # already counted as dropped
-        if not self._spool.put(batch):
+        if not self._put_spool(batch):
             log.error("exporter %s: spool full (%d bytes); %d spans dropped", self.name, self._spool.bytes, len(batch))
             self._metrics.spans_dropped.labels(self.name).inc(len(batch))
 
-    def _deliver(self, batch: list[ReadableSpan]) -> None:
+    def _deliver(self, batch: list[Item]) -> None:
         started = self._clock()
         attempt = 0
         while True:
-            with self._export_lock:
-                result = self.exporter.export(batch)
+            result = self._send(batch)
             if result == SpanExportResult.SUCCESS:
                 return
             if permanent_failure(self.exporter):

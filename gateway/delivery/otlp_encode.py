@@ -124,6 +124,31 @@ class _KeyValueCache:
         return b"".join(parts)
 
 
+class SpanFrame:
+    """The resource and scope around encoded spans: ``request`` wraps ``ScopeSpans.spans`` fields into the
+    ``ExportTraceServiceRequest`` the stock encoder writes for those spans (one resource, one scope)."""
+
+    __slots__ = ("_head", "_scope", "_scope_tail", "_tail")
+
+    def __init__(self, resource: bytes, resource_schema: str, scope: bytes, scope_schema: str | None) -> None:
+        self._head = resource
+        self._tail = _field(_T["rs.schema_url"], resource_schema.encode()) if resource_schema else b""
+        self._scope = scope
+        self._scope_tail = _field(_T["ss.schema_url"], scope_schema.encode()) if scope_schema else b""
+
+    def request(self, spans: Sequence[bytes]) -> bytes:
+        """``spans``: each an encoded ``ScopeSpans.spans`` field (tag included)."""
+        if not spans:
+            return b""
+        scope_spans = _field(_T["rs.scope_spans"], self._scope + b"".join(spans) + self._scope_tail)
+        return _field(_T["req.resource_spans"], self._head + scope_spans + self._tail)
+
+
+def span_field(payload: bytes) -> bytes:
+    """An encoded ``Span`` as a ``ScopeSpans.spans`` field."""
+    return _field(_T["ss.spans"], payload)
+
+
 class OtlpEncoder:
     def __init__(self) -> None:
         self._kv = _KeyValueCache()
@@ -131,6 +156,7 @@ class OtlpEncoder:
         # keeps the object alive, so its id cannot be reused while cached.
         self._resources: dict[int, tuple[Resource, bytes]] = {}
         self._scopes: dict[InstrumentationScope | None, bytes] = {}
+        self._frames: dict[tuple[int, InstrumentationScope | None], tuple[Resource, SpanFrame]] = {}
 
     def _resource(self, resource: Resource) -> bytes:
         cached = self._resources.get(id(resource))
@@ -155,6 +181,18 @@ class OtlpEncoder:
                 self._scopes.clear()
             encoded = self._scopes[scope] = _field(_T["ss.scope"], payload)
         return encoded
+
+    def frame(self, resource: Resource, scope: InstrumentationScope | None) -> SpanFrame:
+        """The frame of spans of this resource and scope (built once per pair, then cached)."""
+        key = (id(resource), scope)
+        cached = self._frames.get(key)
+        if cached is None:
+            if len(self._frames) > 64:
+                self._frames.clear()
+            frame = SpanFrame(self._resource(resource), resource.schema_url, self._scope(scope),
+                              scope.schema_url if scope else None)
+            cached = self._frames[key] = (resource, frame)  # the resource held, so its id is not reused
+        return cached[1]
 
     def span(self, span: ReadableSpan) -> bytes:
         ctx = span.get_span_context()

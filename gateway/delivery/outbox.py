@@ -17,23 +17,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.delivery.otlp_encode import OtlpEncoder
 from gateway.sessions.outbox import OutboxEntry
 from gateway.sessions.state import FinishedSpan, TraceRef
 from gateway.spans import SpanEmitter
 
 
 class SpanEncoder:
-    """Finished span records of one mutation → one OTLP request (the emitter builds them as it would export)."""
+    """Finished span records of one mutation → one OTLP request, encoded straight from the records with the
+    emitter's resource, scope and span limits (``gateway.delivery.otlp_records``)."""
 
     def __init__(self, emitter: SpanEmitter) -> None:
-        self._emitter = emitter
-        self._encoder = OtlpEncoder()
+        self._encoder = emitter.encoder
 
     def entry(self, trace: TraceRef, records: Sequence[FinishedSpan]) -> OutboxEntry | None:
         if not trace.sampled or not records:
             return None
-        return self._encoder.request([self._emitter.build(trace, r) for r in records]), len(records)
+        return self._encoder.request(trace, records), len(records)
 
 
 def publish(emitter: SpanEmitter, trace: TraceRef, entry: OutboxEntry) -> int:

@@ -2,7 +2,8 @@
 
 It is the embedded default backend (``serve`` with nothing configured still
 shows what it traced) and what the viewer reads. A span processor, so it
-sees exactly what the exporters see. Spans are kept as their OTLP bytes: a
+sees exactly what the exporters see, as the same OTLP bytes (``on_encoded``:
+the emission's one encoding, or the outbox's). Keeping bytes matters: a
 bytes object is invisible to the garbage collector, while a few thousand
 live SDK spans (a dozen objects each) made every full collection pause the
 event loop.
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from gateway.delivery.otlp_encode import OtlpEncoder
+from gateway.delivery.otlp_records import EncodedSpans
 from gateway.delivery.spool import decode_batch
 
 
@@ -62,6 +64,14 @@ class RecentTraces(SpanProcessor):
         if ctx is None:
             return
         self.add_encoded(f"{ctx.trace_id:032x}", self._encoder.request([span]))
+
+    takes_encoded = True
+
+    def on_encoded(self, spans: EncodedSpans) -> None:
+        if self._max_traces <= 0:
+            return
+        for trace_id, data in spans.by_trace().items():
+            self.add_encoded(trace_id, data)
 
     def add_encoded(self, key: str, data: bytes) -> None:
         """Spans of one trace as an OTLP request (one span or several): the outbox's bytes, kept as they are."""

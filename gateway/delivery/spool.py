@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
@@ -91,6 +92,12 @@ def encode_batch(spans: Sequence[ReadableSpan]) -> bytes:
     return encoder.request(spans)
 
 
+def span_count(data: bytes) -> int:
+    """How many spans an OTLP request holds."""
+    request = ExportTraceServiceRequest.FromString(data)
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
 def decode_batch(data: bytes) -> list[ReadableSpan]:
     request = ExportTraceServiceRequest.FromString(data)
     spans: list[ReadableSpan] = []
@@ -147,7 +154,20 @@ class Spool:
             path = self._files[0]
             try:
                 return path, decode_batch(path.read_bytes())
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, DecodeError) as exc:
+                log.error("spool: dropping unreadable batch %s: %s", path, exc)
+                self.remove(path)
+        return None
+
+    def oldest_encoded(self) -> tuple[Path, tuple[bytes, int]] | None:
+        """The oldest batch as it was written (an OTLP request) and its span count, for an exporter that posts
+        OTLP as it is."""
+        while self._files:
+            path = self._files[0]
+            try:
+                data = path.read_bytes()
+                return path, (data, span_count(data))
+            except (OSError, ValueError, DecodeError) as exc:
                 log.error("spool: dropping unreadable batch %s: %s", path, exc)
                 self.remove(path)
         return None

@@ -1,0 +1,262 @@
+"""Finished span records → OTLP protobuf bytes, with no SDK object in between.
+
+The bytes are exactly what the stock encoder (``encode_spans``) writes for the
+``ReadableSpan`` the emitter would build from the same record
+(``gateway.spans.SpanEmitter.build``): same ids, remote-parent flags, kind,
+status, span limits (attribute counts and lengths, with the drop counts the
+SDK's ``BoundedAttributes`` would report) and links. Tests decode both and
+compare them, and compare the bytes. A mutation's spans are encoded once, on
+the request's thread, and those bytes are what the export queues, the outbox,
+the spool and the viewer's buffer all keep.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from gateway.delivery.otlp_encode import _T, OtlpEncoder, SpanFrame, _any, _field, _varint
+from gateway.sessions.state import Attrs, FinishedSpan, SpanEvent, TraceRef
+
+_pack_q = struct.Struct("<Q").pack
+_pack_d = struct.Struct("<d").pack
+_SMALL = [bytes((n,)) for n in range(0x80)]  # one-byte varints: most lengths here
+_KIND = {"internal": _T["span.kind"] + _varint(1), "client": _T["span.kind"] + _varint(3)}
+_FLAGS_LOCAL = _T["span.flags"] + struct.pack("<I", 0x100)  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE
+_FLAGS_REMOTE = _T["span.flags"] + struct.pack("<I", 0x300)  # ... | SPAN_FLAGS_CONTEXT_IS_REMOTE
+_LINK_FLAGS = _T["link.flags"] + struct.pack("<I", 0x100)  # links to our own spans: never remote
+_STATUS_UNSET = _field(_T["span.status"], b"")
+_UNSET_LOCAL, _UNSET_REMOTE = _STATUS_UNSET + _FLAGS_LOCAL, _STATUS_UNSET + _FLAGS_REMOTE
+_pack_times = struct.Struct("<BQBQ").pack  # start and end, each after its tag (fields 7 and 8, fixed64)
+_ERROR_CODE = _T["status.code"] + _varint(2)
+_SPAN_NAME, _SPAN_START, _SPAN_END = _T["span.name"], _T["span.start"], _T["span.end"]
+_SPAN_DROPPED, _SPAN_EVENTS, _SCOPE_SPAN = _T["span.dropped_attributes"], _T["span.events"], _T["ss.spans"]
+_EVENT_TIME, _EVENT_NAME, _EVENT_DROPPED = _T["event.time"], _T["event.name"], _T["event.dropped"]
+_TRACE_ID, _SPAN_ID, _PARENT = _T["span.trace_id"] + b"\x10", _T["span.span_id"] + b"\x08", _T["span.parent"] + b"\x08"
+assert _T["span.start"] == b"\x39" and _T["span.end"] == b"\x41"
+
+
+def _limit(limit: int | None) -> int | None:
+    return None if limit is None or limit == SpanLimits.UNSET else limit
+
+
+def _id(hex_id: str, size: int) -> bytes:
+    if len(hex_id) == 2 * size:
+        try:
+            return bytes.fromhex(hex_id)
+        except ValueError:
+            pass
+    return int(hex_id, 16).to_bytes(size, "big")  # what the emitter's int(..., 16) gives for any other spelling
+
+
+def _len(n: int) -> bytes:
+    return _SMALL[n] if n < 0x80 else _varint(n)
+
+
+class _Attributes:
+    """Encoded ``KeyValue`` fields of one message field (span or event attributes), the repeated ones cached.
+
+    The generic encoder's path (``otlp_encode._any``) handles every value; the scalar types of span records
+    are written inline here, which is most of the export's CPU. A pair's bytes are cached: the session's
+    facts (ids, provider, model, agent) repeat on every span of a session. Bounded, since values come from
+    clients."""
+
+    def __init__(self, tag: bytes, limit: int = 4096) -> None:
+        self._tag = tag
+        self._keys: dict[str, bytes] = {}
+        self._pairs: dict[tuple[Any, ...], bytes] = {}
+        self._limit = limit
+
+    def _key(self, key: str) -> bytes:
+        encoded = self._keys.get(key)
+        if encoded is None:
+            raw = key.encode()
+            # The key field (left out when empty, as proto3 does), then the value field's tag.
+            encoded = (b"\x0a" + _len(len(raw)) + raw if raw else b"") + b"\x12"
+            if len(self._keys) >= self._limit:
+                self._keys.clear()
+            self._keys[key] = encoded
+        return encoded
+
+    def encode(self, attributes: Attrs) -> bytes:
+        if not attributes:
+            return b""
+        get = self._pairs.get
+        # The usual case, every pair seen before, in one pass. Keys hold the value's type (True == 1 == 1.0); a
+        # list, unhashable, is looked up by its items.
+        parts = [get((k, v, type(v)) if type(v) is not list else (k, tuple(v), list))
+                 for k, v in attributes.items()]
+        if None in parts:
+            for index, (key, value) in enumerate(attributes.items()):
+                if parts[index] is None:
+                    parts[index] = self._miss(key, value)
+        return b"".join(parts)  # type: ignore[arg-type]  # no None left
+
+    def _miss(self, key: str, value: Any) -> bytes:
+        kind = type(value)
+        cache_key: tuple[Any, ...] | None = (key, value, kind)
+        if kind is str:
+            raw = value.encode()
+            any_value = b"\x0a" + _len(len(raw)) + raw
+        elif kind is bool:
+            any_value = b"\x10\x01" if value else b"\x10\x00"
+        elif kind is int:
+            any_value = b"\x18" + _varint(value)
+        elif kind is float:
+            any_value = b"\x21" + _pack_d(value)
+        elif kind is list and all(type(v) is str for v in value):  # an ArrayValue of string AnyValues
+            cache_key = (key, tuple(value), list)
+            items = [b"\x0a" + _len(len(raw)) + raw for raw in (v.encode() for v in value)]
+            array = b"".join(b"\x0a" + _len(len(item)) + item for item in items)
+            any_value = b"\x2a" + _len(len(array)) + array
+        else:  # anything else, as the generic encoder writes it; not cached (its items may be True or 1)
+            cache_key = None
+            any_value = _any(value)
+        pair = self._key(key) + _len(len(any_value)) + any_value
+        encoded: bytes = self._tag + _len(len(pair)) + pair
+        if cache_key is not None:
+            if len(self._pairs) >= self._limit:
+                self._pairs.clear()
+            self._pairs[cache_key] = encoded
+        return encoded
+
+
+def _truncated(value: Any, length: int) -> Any:
+    # As the SDK's _clean_attribute_value: strings cut, sequences (of strings) cut element-wise.
+    if isinstance(value, str):
+        return value[:length]
+    if isinstance(value, list | tuple):
+        return tuple(_truncated(v, length) for v in value)
+    return value
+
+
+def bounded(attributes: Attrs, count: int | None, length: int | None) -> tuple[Attrs, int]:
+    """The attributes as ``BoundedAttributes(count, attributes, max_value_len=length)`` keeps them, and its drop
+    count; the very dict while they are within the limits (as the emitter hands them to the SDK)."""
+    if (count is None or len(attributes) <= count) and length is None:
+        return attributes, 0
+    if count == 0:
+        return {}, len(attributes)
+    kept = {k: (v if length is None else _truncated(v, length)) for k, v in attributes.items() if k}
+    dropped = len(attributes) - len(kept)
+    if count is not None and len(kept) > count:  # the oldest go first
+        dropped += len(kept) - count
+        kept = dict(list(kept.items())[len(kept) - count:])
+    return kept, dropped
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedSpans:
+    """One emission's spans: each as (its trace id in hex, its ``ScopeSpans.spans`` field), in a shared frame."""
+
+    frame: SpanFrame
+    spans: list[tuple[str, bytes]]
+
+    def request(self) -> bytes:
+        return self.frame.request([s for _, s in self.spans])
+
+    def by_trace(self) -> dict[str, bytes]:
+        """One OTLP request per trace (a session's spans are all of one trace unless traced per turn)."""
+        groups: dict[str, list[bytes]] = {}
+        for trace_id, span in self.spans:
+            groups.setdefault(trace_id, []).append(span)
+        return {t: self.frame.request(s) for t, s in groups.items()}
+
+
+class RecordEncoder:
+    def __init__(self, resource: Resource, scope: InstrumentationScope, limits: SpanLimits | None = None) -> None:
+        self.frame = OtlpEncoder().frame(resource, scope)
+        self._span_attributes = _Attributes(_T["span.attributes"])
+        self._event_attributes = _Attributes(_T["event.attributes"])
+        self._names: dict[tuple[bytes, str], bytes] = {}
+        self._ids: dict[str, bytes] = {}
+        limits = limits or SpanLimits()
+        self._span_count = _limit(limits.max_span_attributes)
+        self._span_length = _limit(limits.max_span_attribute_length)
+        self._event_count = _limit(limits.max_event_attributes)
+        self._event_length = _limit(limits.max_attribute_length)
+        self._max_events = _limit(limits.max_events)
+
+    def encode(self, trace: TraceRef, records: Sequence[FinishedSpan]) -> EncodedSpans:
+        return EncodedSpans(self.frame, [self.span(trace, r) for r in records])
+
+    def request(self, trace: TraceRef, records: Sequence[FinishedSpan]) -> bytes:
+        return self.frame.request([self.span(trace, r)[1] for r in records])
+
+    def _name(self, tag: bytes, name: str) -> bytes:
+        """A span or event name's field; names repeat (``user_speech``, ``invoke_agent {agent}``)."""
+        encoded = self._names.get((tag, name))
+        if encoded is None:
+            raw = name.encode()
+            encoded = tag + _len(len(raw)) + raw if raw else b""
+            if len(self._names) >= 1024:
+                self._names.clear()
+            self._names[(tag, name)] = encoded
+        return encoded
+
+    def _event(self, event: SpanEvent) -> bytes:
+        payload = (_EVENT_TIME + _pack_q(event.time_ns) if event.time_ns else b"") + self._name(_EVENT_NAME, event.name)
+        if event.attributes:  # none: nothing to cut or count
+            attributes, dropped = bounded(event.attributes, self._event_count, self._event_length)
+            payload += self._event_attributes.encode(attributes)
+            if dropped:
+                payload += _EVENT_DROPPED + _varint(dropped)
+        return _SPAN_EVENTS + _len(len(payload)) + payload
+
+    def _cached_id(self, tag: bytes, key: str, hex_id: str, size: int) -> bytes:
+        """A trace or parent id's field: they repeat across a session's spans."""
+        encoded = self._ids.get(key)
+        if encoded is None:
+            encoded = tag + _id(hex_id, size)
+            if len(self._ids) >= 4096:
+                self._ids.clear()
+            self._ids[key] = encoded
+        return encoded
+
+    def span(self, trace: TraceRef, record: FinishedSpan) -> tuple[str, bytes]:
+        """(trace id, the span as a ``ScopeSpans.spans`` field)."""
+        trace_id = record.trace_id or trace.trace_id
+        ids = self._ids
+        span_id = record.span_id
+        out = [ids.get(trace_id) or self._cached_id(_TRACE_ID, trace_id, trace_id, 16),
+               _SPAN_ID + (bytes.fromhex(span_id) if len(span_id) == 16 else _id(span_id, 8))]
+        parent_id = record.parent_id
+        if parent_id is not None:
+            key = "p" + parent_id  # apart from trace ids: a 16-digit trace id may spell a parent's id
+            out.append(ids.get(key) or self._cached_id(_PARENT, key, parent_id, 8))
+        out += (self._names.get((_SPAN_NAME, record.name)) or self._name(_SPAN_NAME, record.name), _KIND[record.kind])
+        start, end = record.start_ns, record.end_ns
+        if start and end:
+            out.append(_pack_times(0x39, start, 0x41, end))
+        else:
+            out.append((_SPAN_START + _pack_q(start) if start else b"") + (_SPAN_END + _pack_q(end) if end else b""))
+        attributes, count, length = record.attributes, self._span_count, self._span_length
+        if length is None and (count is None or len(attributes) <= count):
+            out.append(self._span_attributes.encode(attributes))
+        else:
+            attributes, dropped = bounded(attributes, count, length)
+            out.append(self._span_attributes.encode(attributes))
+            if dropped:
+                out += (_SPAN_DROPPED, _varint(dropped))
+        if record.events:
+            events = record.events if self._max_events is None else record.events[:self._max_events]
+            out += [self._event(e) for e in events]
+        for link_trace, link_span in record.links:
+            out.append(_field(_T["span.links"], _T["link.trace_id"] + b"\x10" + _id(link_trace, 16)
+                              + _T["link.span_id"] + b"\x08" + _id(link_span, 8) + _LINK_FLAGS))
+        # The root's parent is the caller's span (remote); every other parent is ours.
+        remote = parent_id is not None and span_id == trace.root_span_id
+        if record.error is None:
+            out.append(_UNSET_REMOTE if remote else _UNSET_LOCAL)
+        else:
+            message = _field(_T["status.message"], record.error.encode()) if record.error else b""
+            out += (_field(_T["span.status"], message + _ERROR_CODE), _FLAGS_REMOTE if remote else _FLAGS_LOCAL)
+        payload = b"".join(out)
+        n = len(payload)
+        return trace_id, _SCOPE_SPAN + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
