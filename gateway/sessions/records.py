@@ -79,8 +79,13 @@ def add_event(span: OpenSpan, event: SpanEvent) -> None:
 
 
 def root_event(state: SessionState, event: SpanEvent) -> None:
-    if len(state.root_events) < MAX_ROOT_EVENTS:
-        state.root_events.append(event)
+    events = state.root_events
+    if len(events) >= MAX_ROOT_EVENTS:
+        return
+    if isinstance(events, list):
+        events.append(event)
+    else:
+        state.root_events = [*events, event]
 
 
 def finish(

@@ -167,7 +167,7 @@ class SessionState:
     pending_speech: PendingSpeech | None = None
     connection: OpenSpan | None = None
     tools: dict[str, OpenSpan] = field(default_factory=dict)
-    root_events: list[SpanEvent] = field(default_factory=list)
+    root_events: Sequence[SpanEvent] = ()  # a list from the first event on (gateway.sessions.records.root_event)
     turn_count: int = 0
     interruption_count: int = 0
     tool_call_count: int = 0
