@@ -33,7 +33,7 @@ from gateway.delivery.outbox_sqlite import SqliteOutbox
 from gateway.delivery.recent import RecentTraces
 from gateway.errors import ConfigError, RequestError
 from gateway.limits import IngestGuard
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, watch_loop_lag
 from gateway.otel_config import Telemetry, load_telemetry
 from gateway.providers.forward_auth import ForwardAuth
 from gateway.providers.minting import TokenMinter
@@ -120,6 +120,7 @@ def create_app(
         sweeper = asyncio.create_task(sweep_forever(service, interval))
         recording_sweeper = asyncio.create_task(sweep_recordings_forever(recordings)) if recordings.enabled else None
         publisher = asyncio.create_task(publish_forever(recordings)) if recordings.publisher else None
+        loop_lag = asyncio.create_task(watch_loop_lag(metrics.loop_lag))
         app.state.ready, app.state.draining = True, False
         log.info("voice trace gateway ready: %s", telemetry.describe()["exporters"])
         if settings.provider_tokens:
@@ -134,7 +135,7 @@ def create_app(
             # One deadline for the whole shutdown: set when the exit began under `serve` (the wait for in-flight
             # requests came out of it), else from now.
             deadline = getattr(app.state, "shutdown_deadline", None) or time.monotonic() + settings.shutdown_grace_s
-            for task in (sweeper, recording_sweeper, publisher):
+            for task in (sweeper, recording_sweeper, publisher, loop_lag):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -270,9 +270,11 @@ class SessionService:
         if trace.sampled or not self.settings.keep_errored_sessions:
             return Emission(trace, labels, list(spans), list(spans))
         if not ended:
+            if state.held_spans is None:
+                state.held_spans = []
             state.held_spans.extend(spans)
             return Emission(trace, labels, list(spans), [])
-        held, state.held_spans = [*state.held_spans, *spans], []
+        held, state.held_spans = [*(state.held_spans or ()), *spans], None
         if state.error_count or state.tool_error_count or state.end_reason == sc.END_ERROR:
             self.metrics.sessions_kept_for_error.inc()
             return Emission(replace(trace, sampled=True), labels, list(spans), held)

@@ -31,4 +31,30 @@ def test_forgetting_seen_ids_frees_both_forms() -> None:
     for i in range(SEEN_IDS_IN_A_LIST + 5):
         state.remember(f"e{i}")
     state.forget_seen()
-    assert state.seen_ids == [] and state.seen_id_set is None and not state.has_seen("e0")
+    assert state.seen_ids == "" and state.seen_id_set is None and not state.has_seen("e0")
+
+
+def test_a_state_written_before_the_codec_had_versions_still_decodes_with_its_seen_ids() -> None:
+    import msgspec
+
+    from gateway.sessions.codec import VERSION
+
+    state = fresh()
+    state.event_count = 3
+    # Version 1, as the gateway wrote it before: a bare MessagePack map, the seen ids a list of strings.
+    legacy = msgspec.to_builtins(state)
+    legacy["seen_ids"] = ["e0", "e1", "e2"]
+    back = decode(msgspec.msgpack.encode(legacy))
+    assert back.event_count == 3 and back.trace == state.trace
+    assert all(back.has_seen(f"e{i}") for i in range(3)) and not back.has_seen("e3")
+    assert encode(back)[:2] == bytes([0xC1, VERSION])
+
+
+def test_an_id_holding_the_separator_is_deduplicated_without_matching_its_parts() -> None:
+    state = fresh()
+    state.remember("a\x1fb")
+    assert state.has_seen("a\x1fb") and not state.has_seen("a") and not state.has_seen("b")
+    state.remember("a")
+    assert state.has_seen("a") and not state.has_seen("b")
+    back = decode(encode(state))
+    assert back.has_seen("a\x1fb") and back.has_seen("a") and not back.has_seen("b")

@@ -6,9 +6,12 @@ tracing keeps only a fraction of sessions. Labels are low-cardinality only
 never a session or user id.
 
 Counters are summed here in plain dicts and read by observable instruments
-when the metric reader collects (once per export interval), so a turn costs
-a few dict additions instead of an SDK call per counter; histograms need each
-value, so they are recorded as they come, with their label sets built once.
+when the metric reader collects (once per export interval): one emission (the
+spans a request finished) is summed locally and added under one lock per
+counter, instead of an SDK call per counter and span. Histograms need each
+value (the OTel API has no bulk record, and the SDK no hook to hand it a
+ready aggregation), so they are recorded as they come, with their label sets
+built once and cached, as are each session's base labels.
 """
 
 from __future__ import annotations
@@ -48,6 +51,16 @@ class _Sums:
         with self._lock:
             self._values[labels] = self._values.get(labels, 0) + value
 
+    def add_all(self, increments: Mapping[Labels, list[float]]) -> None:
+        """Each label set's increments in the order they came: float sums come out as they did one by one."""
+        with self._lock:
+            values = self._values
+            for labels, added in increments.items():
+                total = values.get(labels, 0)
+                for value in added:
+                    total += value
+                values[labels] = total
+
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
             items = list(self._values.items())
@@ -83,6 +96,7 @@ class VoiceMetrics:
             meter.create_observable_counter(name, callbacks=[sums.observe], unit=unit, description=description)
         self._label_dicts: dict[Labels, dict[str, str]] = {}
         self._seen_values: dict[str, set[str]] = {}
+        self._bases: dict[tuple[tuple[str, str], ...], Labels] = {}
 
     def _bounded(self, key: str, value: str) -> str:
         """Provider, model, agent and tool names come from clients: the first MAX_VALUES_PER_LABEL values of
@@ -105,21 +119,34 @@ class VoiceMetrics:
             attrs = self._label_dicts[labels] = dict(labels)
         return attrs
 
+    def _base(self, labels: Mapping[str, str]) -> Labels:
+        """The session's labels, bounded and sorted: cached, since a value once kept (or sent to "other") stays
+        so."""
+        key = tuple(labels.items())
+        base = self._bases.get(key)
+        if base is None:
+            if len(self._bases) > 10_000:
+                self._bases.clear()
+            base = self._bases[key] = tuple(sorted((k, self._bounded(k, v)) for k, v in labels.items()))
+        return base
+
     def observe(self, spans: Iterable[FinishedSpan], labels: Mapping[str, str]) -> None:
-        base: Labels = tuple(sorted((k, self._bounded(k, v)) for k, v in labels.items()))
+        base = self._base(labels)
+        # This emission's counter increments, summed here and added to each counter under one lock.
+        pending: dict[_Sums, dict[Labels, list[float]]] = {}
         for span in spans:
             kind = _kind(span)
             a = span.attributes
             if kind == sc.SPAN_TURN:
                 with_reason = (*base, ("voice.turn.end_reason", str(a.get(sc.GEN_AI_AGENT_INVOCATION_END_REASON))))
-                self.turns.add(with_reason, 1)
+                _count(pending, self.turns, with_reason, 1)
                 self.turn_duration.record((span.end_ns - span.start_ns) / 1e9, self._attrs(with_reason))
                 ttfa = a.get(sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS)
                 if isinstance(ttfa, int | float):
                     source = (sc.VOICE_LATENCY_SOURCE, str(a.get(sc.VOICE_LATENCY_SOURCE, "unknown")))
                     self.time_to_first_audio.record(ttfa / 1000, self._attrs((*base, source)))
             elif kind == sc.SPAN_INFERENCE:
-                self._usage(a, base)
+                self._usage(a, base, pending)
             elif kind == sc.SPAN_TOOL:
                 name = self._bounded(sc.GEN_AI_TOOL_NAME, str(a.get(sc.GEN_AI_TOOL_NAME, "")))
                 tool = (*base, (sc.GEN_AI_TOOL_NAME, name),
@@ -131,12 +158,14 @@ class VoiceMetrics:
                     self.setup_duration.record(setup / 1000, self._attrs(base))
             elif kind == sc.SPAN_SESSION:
                 reason = sc.metric_end_reason(str(a.get(sc.VOICE_SESSION_END_REASON)))
-                self.sessions.add((*base, (sc.VOICE_SESSION_END_REASON, reason)), 1)
+                _count(pending, self.sessions, (*base, (sc.VOICE_SESSION_END_REASON, reason)), 1)
                 interruptions = a.get(sc.VOICE_SESSION_INTERRUPTION_COUNT)
                 if isinstance(interruptions, int) and interruptions:
-                    self.interruptions.add(base, interruptions)
+                    _count(pending, self.interruptions, base, interruptions)
+        for sums, values in pending.items():
+            sums.add_all(values)
 
-    def _usage(self, a: Mapping[str, AttrValue], base: Labels) -> None:
+    def _usage(self, a: Mapping[str, AttrValue], base: Labels, pending: dict[_Sums, dict[Labels, list[float]]]) -> None:
         operation = (sc.GEN_AI_OPERATION_NAME, sc.OPERATION_GENERATE_CONTENT)
         for token_type, key in (("input", sc.GEN_AI_USAGE_INPUT_TOKENS), ("output", sc.GEN_AI_USAGE_OUTPUT_TOKENS)):
             value = a.get(key)
@@ -145,11 +174,23 @@ class VoiceMetrics:
         for token_type, modality, key in _TOKEN_KINDS:
             value = a.get(key)
             if isinstance(value, int) and value:
-                self.tokens.add((*base, ("gen_ai.token.type", token_type), ("voice.modality", modality)), value)
+                labels = (*base, ("gen_ai.token.type", token_type), ("voice.modality", modality))
+                _count(pending, self.tokens, labels, value)
         for direction, key in (("input", sc.VOICE_COST_INPUT_USD), ("output", sc.VOICE_COST_OUTPUT_USD)):
             usd = a.get(key)
             if isinstance(usd, int | float) and usd:
-                self.cost.add((*base, ("voice.cost.direction", direction)), float(usd))
+                _count(pending, self.cost, (*base, ("voice.cost.direction", direction)), float(usd))
+
+
+def _count(pending: dict[_Sums, dict[Labels, list[float]]], sums: _Sums, labels: Labels, value: float) -> None:
+    values = pending.get(sums)
+    if values is None:
+        values = pending[sums] = {}
+    added = values.get(labels)
+    if added is None:
+        values[labels] = [value]
+    else:
+        added.append(value)
 
 
 def session_labels(provider: str | None, model: str | None, agent: str | None) -> dict[str, str]:

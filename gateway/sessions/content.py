@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.redact import truncate
@@ -21,10 +21,16 @@ class Content:
         self.redact: Callable[[str], str] = redactor or (lambda text: text)
         self.limit = max_attribute_length
 
-    def append(self, texts: list[str], text: str) -> None:
+    def append(self, texts: list[str] | None, text: str) -> list[str] | None:
+        """``texts`` with ``text`` added (a new list for the first words): assign it back."""
         # With transcript capture off, words are never kept: not in memory, not in a shared store.
-        if self.transcripts and sum(map(len, texts)) < MAX_TEXT_CHARS:
+        if not self.transcripts:
+            return texts
+        if texts is None:
+            return [text]
+        if sum(map(len, texts)) < MAX_TEXT_CHARS:
             texts.append(text)
+        return texts
 
     def messages(self, role: str, texts: list[str]) -> str:
         """GenAI input/output messages JSON of one role's words."""
@@ -42,9 +48,9 @@ class Content:
         tool was given often enough: it goes through redaction like captured content."""
         return truncate(self.redact(value), self.limit)
 
-    def transcript(self, lines: list[dict[str, str | int]]) -> str:
+    def transcript(self, session_lines: Sequence[dict[str, str | int]]) -> str:
         """The session's transcript as JSON: whole lines are dropped from the end rather than cutting it."""
-        lines = list(lines)
+        lines = list(session_lines)
         text = json.dumps(lines, separators=(",", ":"))
         while lines and self.limit and len(text) > self.limit:
             lines.pop()

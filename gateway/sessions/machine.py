@@ -25,8 +25,20 @@ from gateway import semconv as sc
 from gateway.analytics.pricing import Pricer
 from gateway.analytics.usage import Usage, normalize_usage
 from gateway.sessions.clock import settle
+from gateway.sessions.connections import connection_close, connection_event, connection_open, finish_connection
 from gateway.sessions.content import Content, to_json
 from gateway.sessions.costs import reprice_last_turn, turn_cost
+from gateway.sessions.records import (
+    add_event,
+    child,
+    finish,
+    inference_attributes,
+    model_attributes,
+    named,
+    open_span,
+    root_event,
+    session_attributes,
+)
 from gateway.sessions.responses import settle_response, turn_usage
 from gateway.sessions.root import root_span
 from gateway.sessions.state import (
@@ -38,22 +50,12 @@ from gateway.sessions.state import (
     PendingSpeech,
     SessionState,
     SpanEvent,
-    SpanKindName,
     TurnState,
-    new_span_id,
     new_trace_id,
 )
 from gateway.sessions.summary import summarize
 
-MAX_ROOT_EVENTS = 128
 CLIENT_VAD = "client_vad"
-MAX_SPAN_EVENTS = 128  # the SDK's default; also what keeps a session's state from growing with a chatty client
-
-
-def _add_event(span: OpenSpan, event: SpanEvent) -> None:
-    if len(span.events) < MAX_SPAN_EVENTS:
-        span.events.append(event)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +79,11 @@ class SessionMachine:
         self.options = options
         self.content = Content(options.transcripts, options.redactor, options.max_attribute_length)
         self._handlers: dict[str, Callable[[SessionState, Any, int, list[FinishedSpan]], None]] = {
-            "connection.open": self._connection_open,
-            "connection.setup_complete": self._connection_event,
-            "connection.go_away": self._connection_event,
-            "connection.resumed": self._connection_event,
-            "connection.close": self._connection_close,
+            "connection.open": lambda state, e, t, out: connection_open(state, e.connection_id, t, out),
+            "connection.setup_complete": connection_event,
+            "connection.go_away": connection_event,
+            "connection.resumed": connection_event,
+            "connection.close": lambda state, e, t, out: connection_close(self.content, state, e, t, out),
             "user.speech_start": self._speech_start,
             "user.speech_end": self._speech_end,
             "user.transcript": self._user_transcript,
@@ -126,14 +128,13 @@ class SessionMachine:
         for call_id in list(state.tools):
             tool = state.tools.pop(call_id)
             tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_SESSION_CLOSED
-            out.append(self._finish(state, tool, t))
+            out.append(finish(state, tool, t))
         if state.connection is not None:
             state.connection.attributes[sc.VOICE_CONNECTION_END_REASON] = sc.END_SESSION_CLOSED
-            out.append(self._finish(state, state.connection, t))
+            out.append(finish_connection(state, state.connection, t))
             state.connection = None
         state.ended, state.end_reason, state.end_ns = True, reason, t
-        attrs = self.session_attributes(state)
-        attrs.update(self._model_attrs(state))
+        attrs = model_attributes(state, session_attributes(state))
         if self.options.transcripts and state.transcript:
             attrs[sc.VOICE_SESSION_TRANSCRIPT] = self.content.transcript(state.transcript)
         attrs.update(root_attrs)
@@ -141,58 +142,12 @@ class SessionMachine:
         state.summary = summarize(state)
         return out
 
-    # -- helpers ------------------------------------------------------------------------------------
-
-    def session_attributes(self, state: SessionState) -> Attrs:
-        """Facts every span carries, so a backend can group by session without waiting for the root."""
-        attrs: Attrs = {sc.SESSION_ID: state.session_id, sc.GEN_AI_CONVERSATION_ID: state.session_id}
-        if state.user_id:
-            attrs[sc.USER_ID] = state.user_id
-        if state.agent:
-            attrs[sc.GEN_AI_AGENT_NAME] = state.agent
-        if state.tags:
-            attrs[sc.VOICE_SESSION_TAGS] = list(state.tags)
-        return attrs
-
-    def _open(
-        self, name: str, parent: str | None, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal"
-    ) -> OpenSpan:
-        return OpenSpan(name, new_span_id(), parent, t, kind, attrs or {})
-
-    def _finish(self, state: SessionState, span: OpenSpan, t: int, error: str | None = None) -> FinishedSpan:
-        attrs = self.session_attributes(state)
-        attrs.update(span.attributes)
-        return FinishedSpan(
-            span.name, span.span_id, span.parent_id, span.start_ns, max(t, span.start_ns), span.kind,
-            attrs, tuple(span.events), error, span.trace_id, span.links,
-        )
-
-    def _child(
-        self, parent: OpenSpan, name: str, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal"
-    ) -> OpenSpan:
-        span = self._open(name, parent.span_id, t, attrs, kind)
-        span.trace_id = parent.trace_id
-        return span
-
-    def _root_event(self, state: SessionState, event: SpanEvent) -> None:
-        if len(state.root_events) < MAX_ROOT_EVENTS:
-            state.root_events.append(event)
-
-    def _model_attrs(self, state: SessionState) -> Attrs:
-        attrs: Attrs = {}
-        if state.provider:
-            attrs[sc.GEN_AI_PROVIDER_NAME] = state.provider
-        if state.model:
-            attrs[sc.GEN_AI_REQUEST_MODEL] = state.model
-        return attrs
+    # -- turns --------------------------------------------------------------------------------------
 
     def _open_turn(self, state: SessionState, t: int, out: list[FinishedSpan]) -> TurnState:
         state.turn_count += 1
-        name = f"{sc.SPAN_TURN} {state.agent}" if state.agent else sc.SPAN_TURN
-        span = self._open(
-            name, state.trace.root_span_id, t,
-            {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.VOICE_TURN_NUMBER: state.turn_count},
-        )
+        # Its operation name and number are added when it finishes (_finish_turn).
+        span = open_span(named(sc.SPAN_TURN, state.agent), state.trace.root_span_id, t)
         if self.options.per_turn_traces:
             span.parent_id, span.trace_id = None, new_trace_id()
             span.links = ((state.trace.trace_id, state.trace.root_span_id),)
@@ -202,13 +157,13 @@ class SessionMachine:
         state.turn = turn
         pending, state.pending_speech = state.pending_speech, None
         if pending is not None:
-            speech = self._child(span, sc.SPAN_USER_SPEECH, pending.start_ns, {sc.VOICE_SPEECH_SOURCE: pending.source})
-            turn.user_text.extend(pending.text)
+            speech = child(span, sc.SPAN_USER_SPEECH, pending.start_ns, {sc.VOICE_SPEECH_SOURCE: pending.source})
+            turn.user_text = pending.text
             if pending.end_ns is not None:
                 turn.speech_end_ns = pending.end_ns
                 turn.user_audio_ms += (pending.end_ns - pending.start_ns) / 1e6
                 turn.speech_end_source = pending.source
-                out.append(self._finish(state, speech, pending.end_ns))
+                out.append(finish(state, speech, pending.end_ns))
             else:
                 turn.speech = speech
         return turn
@@ -222,10 +177,8 @@ class SessionMachine:
             # A new generation: the previous turn cannot be waiting for anything any more.
             self._release(state, out)
             state.expect_trailing_turn_complete = False
-            name = f"{sc.SPAN_INFERENCE} {state.model}" if state.model else sc.SPAN_INFERENCE
-            attrs = self._model_attrs(state)
-            attrs[sc.GEN_AI_OPERATION_NAME] = sc.OPERATION_GENERATE_CONTENT
-            turn.inference = self._child(turn.span, name, t, attrs, kind="client")
+            # Its model and operation name are added when it finishes (_finish_inference).
+            turn.inference = child(turn.span, named(sc.SPAN_INFERENCE, state.model), t, kind="client")
         return turn.inference
 
     def _generating(self, state: SessionState) -> bool:
@@ -250,7 +203,7 @@ class SessionMachine:
         state.last_turn_end_ns = t
         turn.end_ns, turn.end_reason = t, reason
         if turn.speech is not None:
-            out.append(self._finish(state, turn.speech, t))
+            out.append(finish(state, turn.speech, t))
             turn.speech = None
         self._release(state, out)  # an older held turn goes first
         if hold != AWAIT_TURN_COMPLETE:
@@ -294,7 +247,7 @@ class SessionMachine:
                 inf.attributes[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
             if capture and turn.model_text:
                 inf.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
-            out.append(self._finish(state, inf, t))
+            out.append(self._finish_inference(state, inf, t))
         total = turn_usage(turn)
         if total is not None:
             state.usage_total = state.usage_total + total
@@ -309,56 +262,16 @@ class SessionMachine:
         if capture and turn.user_text:
             span.attributes[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
             user_line = self.content.redact("".join(turn.user_text))
-            state.transcript.append({"turn": turn.number, "role": "user", "text": user_line})
+            state.transcript = (*state.transcript, {"turn": turn.number, "role": "user", "text": user_line})
         if capture and turn.model_text:
             span.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
-            state.transcript.append(
-                {"turn": turn.number, "role": "assistant", "text": self.content.redact("".join(turn.model_text))})
-        out.append(self._finish(state, span, turn.end_ns))
+            model_line = self.content.redact("".join(turn.model_text))
+            state.transcript = (*state.transcript, {"turn": turn.number, "role": "assistant", "text": model_line})
+        implied: Attrs = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.VOICE_TURN_NUMBER: turn.number}
+        out.append(finish(state, span, turn.end_ns, implied=implied))
 
-    # -- connections ----------------------------------------------------------------------------------
-
-    def _connection_open(self, state: SessionState, e: ev.ConnectionOpen, t: int, out: list[FinishedSpan]) -> None:
-        if state.connection is not None:
-            state.connection.attributes[sc.VOICE_CONNECTION_END_REASON] = sc.END_REPLACED
-            out.append(self._finish(state, state.connection, t))
-        state.connection_count += 1
-        attrs = self._model_attrs(state)
-        if e.connection_id:
-            attrs[sc.VOICE_CONNECTION_ID] = e.connection_id
-        state.connection = self._open(sc.SPAN_CONNECTION, state.trace.root_span_id, t, attrs)
-
-    def _connection_event(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
-        if state.connection is None:
-            # The client reported a connection's life without its open: the span starts here.
-            self._connection_open(state, ev.ConnectionOpen(id=e.id), t, out)
-        assert state.connection is not None
-        attrs: Attrs = {}
-        if isinstance(e, ev.ConnectionGoAway):
-            name = sc.EVENT_GO_AWAY
-            if e.time_left_ms is not None:
-                attrs[sc.VOICE_GO_AWAY_TIME_LEFT_MS] = e.time_left_ms
-        elif isinstance(e, ev.ConnectionResumed):
-            name = sc.EVENT_RESUMED
-            if e.handle:
-                state.connection.attributes[sc.VOICE_RESUMPTION_HANDLE] = e.handle
-        else:
-            name = sc.EVENT_SETUP_COMPLETE
-            state.connection.attributes.setdefault(sc.VOICE_CONNECTION_SETUP_MS,
-                                                   (t - state.connection.start_ns) / 1e6)
-        _add_event(state.connection, SpanEvent(name, t, attrs))
-
-    def _connection_close(self, state: SessionState, e: ev.ConnectionClose, t: int, out: list[FinishedSpan]) -> None:
-        conn = state.connection
-        if conn is None:
-            return
-        if e.code is not None:
-            conn.attributes[sc.VOICE_CONNECTION_CLOSE_CODE] = e.code
-        if e.reason:
-            conn.attributes[sc.VOICE_CONNECTION_CLOSE_REASON] = self.content.message(e.reason)
-        conn.attributes[sc.VOICE_CONNECTION_END_REASON] = "closed"
-        out.append(self._finish(state, conn, t))
-        state.connection = None
+    def _finish_inference(self, state: SessionState, inference: OpenSpan, t: int) -> FinishedSpan:
+        return finish(state, inference, t, implied=inference_attributes(state, {}))
 
     # -- user -----------------------------------------------------------------------------------------
 
@@ -373,7 +286,7 @@ class SessionMachine:
             return
         turn = self._turn(state, t, out)
         if turn.speech is None:
-            turn.speech = self._child(turn.span, sc.SPAN_USER_SPEECH, t, {sc.VOICE_SPEECH_SOURCE: source})
+            turn.speech = child(turn.span, sc.SPAN_USER_SPEECH, t, {sc.VOICE_SPEECH_SOURCE: source})
 
     def _speech_end(self, state: SessionState, e: ev.UserSpeechEnd, t: int, out: list[FinishedSpan]) -> None:
         # Without a source of its own, the end was detected by whatever detected the start.
@@ -384,7 +297,7 @@ class SessionMachine:
             speech = state.turn.speech
             source = e.source or str(speech.attributes.get(sc.VOICE_SPEECH_SOURCE, CLIENT_VAD))
             speech.attributes[sc.VOICE_SPEECH_SOURCE] = source
-            out.append(self._finish(state, speech, t))
+            out.append(finish(state, speech, t))
             state.turn.user_audio_ms += (t - speech.start_ns) / 1e6
             state.turn.speech = None
             state.turn.speech_end_ns = t
@@ -396,10 +309,10 @@ class SessionMachine:
 
     def _user_transcript(self, state: SessionState, e: ev.UserTranscript, t: int, out: list[FinishedSpan]) -> None:
         if state.pending_speech is not None:
-            self.content.append(state.pending_speech.text, e.text)
+            state.pending_speech.text = self.content.append(state.pending_speech.text, e.text)
             return
         turn = self._turn(state, t, out)
-        self.content.append(turn.user_text, e.text)
+        turn.user_text = self.content.append(turn.user_text, e.text)
         turn.last_user_transcript_ns = t
 
     # -- model ----------------------------------------------------------------------------------------
@@ -410,7 +323,7 @@ class SessionMachine:
             # The next response of the same turn (after a tool call): the completed one's span ends.
             inference, done_ns = turn.inference, turn.response_done_ns
             settle_response(self.options.pricer, state, turn, inference)
-            out.append(self._finish(state, inference, max(inference.start_ns, done_ns)))
+            out.append(self._finish_inference(state, inference, max(inference.start_ns, done_ns)))
         first = turn.inference is None and not turn.responses
         self._inference(state, t, out)
         latency = self._latency(turn, t)
@@ -433,19 +346,19 @@ class SessionMachine:
             return
         turn.first_audio_ns = t
         inference.attributes[sc.VOICE_FIRST_AUDIO_TIME] = t
-        _add_event(inference, SpanEvent(sc.EVENT_FIRST_AUDIO, t))
+        add_event(inference, SpanEvent(sc.EVENT_FIRST_AUDIO, t))
         latency = self._latency(turn, t)
         if latency is not None:
             turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS] = latency[0]
             turn.span.attributes[sc.VOICE_LATENCY_SOURCE] = latency[1]
-            state.first_audio_ms.append(latency[0])
+            state.first_audio_ms = (*state.first_audio_ms, latency[0])
 
     def _playback_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
         turn = state.turn
         if turn is None or turn.first_playback_ns is not None:
             return
         turn.first_playback_ns = t
-        _add_event(turn.span, SpanEvent(sc.EVENT_FIRST_PLAYBACK, t))
+        add_event(turn.span, SpanEvent(sc.EVENT_FIRST_PLAYBACK, t))
         latency = self._latency(turn, t)
         if latency is not None:
             turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS] = latency[0]
@@ -454,16 +367,16 @@ class SessionMachine:
     def _model_transcript(self, state: SessionState, e: ev.ModelTranscript, t: int, out: list[FinishedSpan]) -> None:
         held = self._awaiting_turn_complete(state)
         if held is not None:  # the interrupted generation's transcript, trailing its audio
-            self.content.append(held.model_text, e.text)
+            held.model_text = self.content.append(held.model_text, e.text)
             return
         self._inference(state, t, out)
         assert state.turn is not None
-        self.content.append(state.turn.model_text, e.text)
+        state.turn.model_text = self.content.append(state.turn.model_text, e.text)
 
     def _generation_complete(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
         turn = state.turn if self._generating(state) else self._awaiting_turn_complete(state)
         if turn is not None and turn.inference is not None:
-            _add_event(turn.inference, SpanEvent(sc.EVENT_GENERATION_COMPLETE, t))
+            add_event(turn.inference, SpanEvent(sc.EVENT_GENERATION_COMPLETE, t))
             if turn is state.turn:
                 turn.response_done_ns = t
 
@@ -492,11 +405,11 @@ class SessionMachine:
     def _playback_end(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
         held = state.held
         if held is not None and held.awaiting == AWAIT_PLAYBACK:
-            _add_event(held.span, SpanEvent(sc.EVENT_PLAYBACK_END, t))
+            add_event(held.span, SpanEvent(sc.EVENT_PLAYBACK_END, t))
             self._release(state, out)
         elif state.turn is not None and state.turn.first_playback_ns is not None and not state.turn.playback_ended:
             state.turn.playback_ended = True
-            _add_event(state.turn.span, SpanEvent(sc.EVENT_PLAYBACK_END, t))
+            add_event(state.turn.span, SpanEvent(sc.EVENT_PLAYBACK_END, t))
 
     def _interrupted(self, state: SessionState, e: ev.ModelInterrupted, t: int, out: list[FinishedSpan]) -> None:
         """A barge-in cuts the model's output: the generation under way, else the turn whose audio still
@@ -531,14 +444,14 @@ class SessionMachine:
             # Nothing generating or playing: the open turn (the user still speaking) goes on, and a trailing
             # turn_complete of the interrupted generation must not close it.
             state.interruption_count += 1
-            self._root_event(state, SpanEvent(sc.EVENT_INTERRUPTION, t, dict(attrs)))
+            root_event(state, SpanEvent(sc.EVENT_INTERRUPTION, t, dict(attrs)))
             state.expect_trailing_turn_complete = True
 
     def _count_interruption(self, state: SessionState, turn: TurnState, t: int, attrs: Attrs) -> None:
         state.interruption_count += 1
         attrs[sc.VOICE_TURN_NUMBER] = turn.number
         turn.span.attributes.update(attrs)
-        self._root_event(state, SpanEvent(sc.EVENT_INTERRUPTION, t, dict(attrs)))
+        root_event(state, SpanEvent(sc.EVENT_INTERRUPTION, t, dict(attrs)))
 
     def _usage(self, state: SessionState, e: ev.ModelUsage, t: int, out: list[FinishedSpan]) -> None:
         usage = normalize_usage(e.usage)
@@ -581,7 +494,7 @@ class SessionMachine:
         if self.options.tool_arguments and e.arguments is not None:
             attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = self.content.value(e.arguments)
         # Tools may outlive their turn (a result after a barge-in): they end at their own result.
-        state.tools[e.call_id] = self._child(turn.span, f"{sc.SPAN_TOOL} {e.name}", t, attrs)
+        state.tools[e.call_id] = child(turn.span, f"{sc.SPAN_TOOL} {e.name}", t, attrs)
         if turn.inference is not None:
             turn.response_tool_calls += 1
 
@@ -599,14 +512,14 @@ class SessionMachine:
             tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_COMPLETED
         if self.options.tool_results and e.result is not None:
             tool.attributes[sc.GEN_AI_TOOL_CALL_RESULT] = self.content.value(e.result)
-        out.append(self._finish(state, tool, t, error))
+        out.append(finish(state, tool, t, error))
 
     def _tool_cancel(self, state: SessionState, e: ev.ToolCancel, t: int, out: list[FinishedSpan]) -> None:
         for call_id in e.call_ids:
             tool = state.tools.pop(call_id, None)
             if tool is not None:
                 tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_CANCELLED
-                out.append(self._finish(state, tool, t))
+                out.append(finish(state, tool, t))
 
     # -- session --------------------------------------------------------------------------------------
 
@@ -617,7 +530,7 @@ class SessionMachine:
             attrs[sc.EXCEPTION_MESSAGE] = self.content.message(e.message)
         if state.turn is not None:
             attrs[sc.VOICE_TURN_NUMBER] = state.turn.number
-        self._root_event(state, SpanEvent(sc.EVENT_EXCEPTION, t, attrs))
+        root_event(state, SpanEvent(sc.EVENT_EXCEPTION, t, attrs))
 
     def _session_update(self, state: SessionState, e: ev.SessionUpdate, t: int, out: list[FinishedSpan]) -> None:
         if e.user_id:
@@ -632,6 +545,6 @@ class SessionMachine:
         attrs.update(e.attributes or {})
         event = SpanEvent(e.name, t, attrs)
         if state.turn is not None:
-            _add_event(state.turn.span, event)
+            add_event(state.turn.span, event)
         else:
-            self._root_event(state, event)
+            root_event(state, event)

@@ -4,21 +4,33 @@ Open spans are records (ids, name, start, attributes), not SDK spans: state
 stays serializable for a durable or shared store, and any replica can end a
 span another replica opened. A span becomes an SDK span only when it ends
 (``FinishedSpan`` → ``gateway.spans``).
+
+Thousands of sessions sit idle between two events, so what a session holds is kept small: slots
+everywhere, containers created on first use (``None`` or an empty tuple until then), attributes that follow
+from the session (the model, the operation name) added when a span finishes rather than held while it is
+open, names shared between sessions, and the seen event ids packed into one string.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from gateway.analytics.pricing import Cost
 from gateway.analytics.usage import Usage
 
+NO_USAGE = Usage()  # frozen: one instance serves every session that has used nothing yet
+
 AttrValue = str | bool | int | float | list[str]
 Attrs = dict[str, AttrValue]
 SpanKindName = Literal["internal", "client"]
 SEEN_IDS_IN_A_LIST = 32
+_SEP = "\x1f"  # between packed seen ids: an id that contains it goes to the set
+# The attributes of a span event that has none: shared, so it is never changed in place (events that may get
+# attributes later are given their own dict).
+NO_ATTRIBUTES: Attrs = {}
 # Why a turn whose model side ended still holds its spans (TurnState.awaiting):
 AWAIT_TURN_COMPLETE = "turn_complete"  # interrupted while generating: the provider's trailing turn_complete
 AWAIT_PLAYBACK = "playback"  # completed while its audio still plays: a barge-in may yet cut it
@@ -37,7 +49,7 @@ def new_trace_id() -> str:
 class SpanEvent:
     name: str
     time_ns: int
-    attributes: Attrs = field(default_factory=dict)
+    attributes: Attrs = field(default_factory=lambda: NO_ATTRIBUTES)
 
 
 @dataclass(slots=True)
@@ -48,7 +60,7 @@ class OpenSpan:
     start_ns: int
     kind: SpanKindName = "internal"
     attributes: Attrs = field(default_factory=dict)
-    events: list[SpanEvent] = field(default_factory=list)
+    events: Sequence[SpanEvent] = ()  # a list from the first event on (gateway.sessions.records.add_event)
     trace_id: str | None = None  # set only when the span lives in a trace other than the session's
     links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of linked spans
 
@@ -90,8 +102,8 @@ class TurnState:
     responses: int = 0  # earlier responses, their inference spans ended
     response_done_ns: int | None = None  # when the current response completed (model.generation_complete)
     response_tool_calls: int = 0  # tool calls the current response asked for
-    user_text: list[str] = field(default_factory=list)
-    model_text: list[str] = field(default_factory=list)
+    user_text: list[str] | None = None  # words, when transcripts are captured (gateway.sessions.content)
+    model_text: list[str] | None = None
     speech_end_ns: int | None = None
     speech_end_source: str = "client_vad"
     last_user_transcript_ns: int | None = None
@@ -113,7 +125,7 @@ class PendingSpeech:
     start_ns: int
     end_ns: int | None = None
     source: str = "client_vad"
-    text: list[str] = field(default_factory=list)
+    text: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -142,9 +154,10 @@ class SessionState:
     client_sdk: str | None = None
     user_agent: str | None = None
     skew_ns: int | None = None  # gateway clock minus client clock, least-latency estimate
-    # Event ids already applied. Most sessions are short, and a list of a few ids costs a fifth of a set; past
-    # SEEN_IDS_IN_A_LIST they move to a set, so a long session's lookups stay constant-time.
-    seen_ids: list[str] = field(default_factory=list)
+    # Event ids already applied. Most sessions are short: their ids are packed into one string ("\x1fa\x1fb\x1f"),
+    # a few bytes an id where a list of strings costs some 60; past SEEN_IDS_IN_A_LIST they move to a set, so a
+    # long session's lookups stay constant-time.
+    seen_ids: str = ""
     seen_id_set: set[str] | None = None
     event_count: int = 0
     turn: TurnState | None = None
@@ -154,7 +167,7 @@ class SessionState:
     pending_speech: PendingSpeech | None = None
     connection: OpenSpan | None = None
     tools: dict[str, OpenSpan] = field(default_factory=dict)
-    root_events: list[SpanEvent] = field(default_factory=list)
+    root_events: Sequence[SpanEvent] = ()  # a list from the first event on (gateway.sessions.records.root_event)
     turn_count: int = 0
     interruption_count: int = 0
     tool_call_count: int = 0
@@ -162,13 +175,13 @@ class SessionState:
     error_count: int = 0
     tool_error_count: int = 0
     last_turn_end_ns: int | None = None
-    first_audio_ms: list[float] = field(default_factory=list)  # per turn, for the session's percentiles
-    usage_total: Usage = field(default_factory=Usage)
+    first_audio_ms: Sequence[float] = ()  # per turn, for the session's percentiles
+    usage_total: Usage = NO_USAGE
     cost_total: Cost | None = None
     last_turn_usage: Usage | None = None  # the last closed turn's, while no later turn has closed
     last_turn_cost: Cost | None = None
-    transcript: list[dict[str, str | int]] = field(default_factory=list)
-    held_spans: list[FinishedSpan] = field(default_factory=list)  # unsampled, kept in case it ends in error
+    transcript: Sequence[dict[str, str | int]] = ()
+    held_spans: list[FinishedSpan] | None = None  # unsampled, kept in case it ends in error
     ended: bool = False
     end_reason: str | None = None
     end_ns: int | None = None
@@ -183,19 +196,22 @@ class SessionState:
         return self.start_ns if first is None else min(first, self.start_ns)
 
     def has_seen(self, event_id: str) -> bool:
-        return event_id in (self.seen_ids if self.seen_id_set is None else self.seen_id_set)
+        if self.seen_id_set is not None:
+            return event_id in self.seen_id_set
+        # An id holding the separator never got into the string (remember), so it cannot match across two.
+        return _SEP not in event_id and f"{_SEP}{event_id}{_SEP}" in self.seen_ids
 
     def remember(self, event_id: str) -> None:
         if self.seen_id_set is not None:
             self.seen_id_set.add(event_id)
-        elif len(self.seen_ids) < SEEN_IDS_IN_A_LIST:
-            self.seen_ids.append(event_id)
+        elif _SEP not in event_id and self.seen_ids.count(_SEP) <= SEEN_IDS_IN_A_LIST:
+            self.seen_ids = f"{self.seen_ids or _SEP}{event_id}{_SEP}"
         else:
-            self.seen_id_set = {*self.seen_ids, event_id}
-            self.seen_ids = []
+            self.seen_id_set = {*self.seen_ids.split(_SEP)[1:-1], event_id}
+            self.seen_ids = ""
 
     def forget_seen(self) -> None:
-        self.seen_ids, self.seen_id_set = [], None
+        self.seen_ids, self.seen_id_set = "", None
 
     def open_span_names(self) -> list[str]:
         names = []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gateway.sessions.state import AWAIT_PLAYBACK, SessionState
 
 
-def percentile(values: list[float], p: float) -> float:
+def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile: a value that occurred, which is what a reader of p95 of a few turns expects."""
     ordered = sorted(values)
     rank = max(1, -(-len(ordered) * p // 100))

@@ -1,0 +1,103 @@
+"""Open span records: opening them, adding events, and finishing them into ``FinishedSpan``s.
+
+An open span holds only what the session cannot tell again when the span ends: attributes that follow from
+the session (its ids, user, agent, tags, the model and the operation a span kind stands for) are added by
+``finish``, so thousands of idle sessions do not each keep a copy of them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gateway import semconv as sc
+from gateway.sessions.state import (
+    Attrs,
+    FinishedSpan,
+    OpenSpan,
+    SessionState,
+    SpanEvent,
+    SpanKindName,
+    new_span_id,
+)
+
+MAX_ROOT_EVENTS = 128
+MAX_SPAN_EVENTS = 128  # the SDK's default; also what keeps a session's state from growing with a chatty client
+
+
+def session_attributes(state: SessionState) -> Attrs:
+    """Facts every span carries, so a backend can group by session without waiting for the root."""
+    attrs: Attrs = {sc.SESSION_ID: state.session_id, sc.GEN_AI_CONVERSATION_ID: state.session_id}
+    if state.user_id:
+        attrs[sc.USER_ID] = state.user_id
+    if state.agent:
+        attrs[sc.GEN_AI_AGENT_NAME] = state.agent
+    if state.tags:
+        attrs[sc.VOICE_SESSION_TAGS] = list(state.tags)
+    return attrs
+
+
+def model_attributes(state: SessionState, attrs: Attrs) -> Attrs:
+    """``attrs`` with the session's provider and model."""
+    if state.provider:
+        attrs[sc.GEN_AI_PROVIDER_NAME] = state.provider
+    if state.model:
+        attrs[sc.GEN_AI_REQUEST_MODEL] = state.model
+    return attrs
+
+
+def inference_attributes(state: SessionState, attrs: Attrs) -> Attrs:
+    model_attributes(state, attrs)
+    attrs[sc.GEN_AI_OPERATION_NAME] = sc.OPERATION_GENERATE_CONTENT
+    return attrs
+
+
+def named(kind: str, what: str | None) -> str:
+    """A span name like "invoke_agent weather": the same string object for every session that uses it."""
+    return sys.intern(f"{kind} {what}") if what else kind
+
+
+def open_span(
+    name: str, parent: str | None, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal"
+) -> OpenSpan:
+    return OpenSpan(name, new_span_id(), parent, t, kind, {} if attrs is None else attrs)
+
+
+def child(parent: OpenSpan, name: str, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal") -> OpenSpan:
+    span = open_span(name, parent.span_id, t, attrs, kind)
+    span.trace_id = parent.trace_id
+    return span
+
+
+def add_event(span: OpenSpan, event: SpanEvent) -> None:
+    events = span.events
+    if len(events) >= MAX_SPAN_EVENTS:
+        return
+    if isinstance(events, list):
+        events.append(event)
+    else:
+        span.events = [*events, event]
+
+
+def root_event(state: SessionState, event: SpanEvent) -> None:
+    events = state.root_events
+    if len(events) >= MAX_ROOT_EVENTS:
+        return
+    if isinstance(events, list):
+        events.append(event)
+    else:
+        state.root_events = [*events, event]
+
+
+def finish(
+    state: SessionState, span: OpenSpan, t: int, error: str | None = None, implied: Attrs | None = None
+) -> FinishedSpan:
+    """The finished record: the session's attributes, then ``implied`` (what the span's kind implies), then
+    the span's own."""
+    attrs = session_attributes(state)
+    if implied:
+        attrs.update(implied)
+    attrs.update(span.attributes)
+    return FinishedSpan(
+        span.name, span.span_id, span.parent_id, span.start_ns, max(t, span.start_ns), span.kind,
+        attrs, tuple(span.events), error, span.trace_id, span.links,
+    )
