@@ -86,6 +86,7 @@ class MediaPublisher:
         self.grace_s = grace_s
         self.clock = clock
         self._waiting: OrderedDict[str, str] = OrderedDict()  # session id → trace id
+        turn_clips.TURNS.enable()  # turns of recorded calls are noted from now on, for their clips
 
     def remember(self, session_id: str, trace_id: str) -> None:
         self._waiting[session_id] = trace_id
@@ -199,6 +200,10 @@ class MediaPublisher:
                 r = await client.post(f"{self.target.base_url}{INGESTION_PATH}",
                                       headers={"authorization": self.target.authorization}, json={"batch": updates})
                 r.raise_for_status()
+                refused = r.json().get("errors") if r.status_code == 207 else None
+                if refused:  # the media are on the observations all the same; only the references are missing
+                    log.warning("Langfuse refused %d observation update(s) of session %s: %s", len(refused),
+                                session_id, str(refused)[:500])
 
     async def _send_file(self, client: httpx.AsyncClient, trace_id: str, observation_id: str, field: str,
                          path: Path) -> str:

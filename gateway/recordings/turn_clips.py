@@ -36,6 +36,7 @@ MAX_CLIP_S = 600.0
 MAX_TURNS = 500  # per call
 MAX_SESSIONS = 10_000
 MAX_MESSAGES_CHARS = 32_768  # a turn's input/output messages kept for the observation update; longer ones are left
+MAX_TOTAL_CHARS = 16 * 1024 * 1024  # all turns' messages waiting in this process; past it turns wait without them
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,26 +58,50 @@ class TurnClips:
 
 
 class TurnLog:
-    """Turns of recorded sessions, noted as their spans end, until the call is published (bounded, thread-safe)."""
+    """Turns of recorded sessions, noted as their spans end, until the call is published (bounded, thread-safe).
 
-    def __init__(self, max_sessions: int = MAX_SESSIONS, max_turns: int = MAX_TURNS) -> None:
+    Off until a Langfuse media publisher exists in this process (``enable``): without one nothing would take them.
+    """
+
+    def __init__(self, max_sessions: int = MAX_SESSIONS, max_turns: int = MAX_TURNS,
+                 max_chars: int = MAX_TOTAL_CHARS) -> None:
         self._lock = threading.Lock()
         self._turns: OrderedDict[str, dict[str, TurnRange]] = OrderedDict()
+        self._chars = 0
+        self.enabled = False
         self.max_sessions = max_sessions
         self.max_turns = max_turns
+        self.max_chars = max_chars
+
+    def enable(self) -> None:
+        self.enabled = True
 
     def add(self, session_id: str, turn: TurnRange) -> None:
+        if not self.enabled:
+            return
         with self._lock:
             turns = self._turns.setdefault(session_id, {})
-            if len(turns) < self.max_turns or turn.span_id in turns:
-                turns[turn.span_id] = turn  # a retried state mutation notes the same span again
+            old = turns.get(turn.span_id)
+            if old is None and len(turns) >= self.max_turns:
+                return
+            self._chars -= _chars(old)
+            if self._chars + _chars(turn) > self.max_chars:
+                turn = TurnRange(turn.span_id, turn.start_s, turn.end_s)  # the audio still goes, the words not
+            turns[turn.span_id] = turn  # a retried state mutation notes the same span again
+            self._chars += _chars(turn)
             while len(self._turns) > self.max_sessions:
-                self._turns.popitem(last=False)
+                _, dropped = self._turns.popitem(last=False)
+                self._chars -= sum(_chars(t) for t in dropped.values())
 
     def pop(self, session_id: str) -> list[TurnRange]:
         with self._lock:
             turns = self._turns.pop(session_id, {})
+            self._chars -= sum(_chars(t) for t in turns.values())
         return sorted(turns.values(), key=lambda t: t.start_s)
+
+
+def _chars(turn: TurnRange | None) -> int:
+    return 0 if turn is None else len(turn.input_messages or "") + len(turn.output_messages or "")
 
 
 TURNS = TurnLog()

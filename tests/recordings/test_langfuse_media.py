@@ -265,3 +265,23 @@ def test_each_turn_gets_its_user_and_model_audio_as_media_on_its_observation(
     assert first["output"]["messages"] == json.loads(turns[0]["attributes"]["gen_ai.output.messages"])
     assert second["id"] == turns[1]["span_id"]
     assert second["input"]["audio"] == ref("media-4") and second["output"]["audio"] == ref("media-5")
+
+
+def test_the_turn_log_is_bounded_and_off_without_a_publisher() -> None:
+    from gateway.recordings.turn_clips import TurnLog, TurnRange
+
+    log = TurnLog(max_sessions=2, max_turns=2, max_chars=10)
+    log.add("s1", TurnRange("a", 0, 1))
+    assert log.pop("s1") == []  # nobody publishes: nothing kept
+    log.enable()
+    log.add("s1", TurnRange("a", 0, 1, "12345", "123"))
+    log.add("s1", TurnRange("a", 0, 1, "12345", "123"))  # the same span again: once
+    log.add("s1", TurnRange("b", 1, 2, "12345", None))  # past the characters' budget: kept without its words
+    log.add("s1", TurnRange("c", 2, 3))  # past the turns per call
+    assert [(t.span_id, t.input_messages) for t in log.pop("s1")] == [("a", "12345"), ("b", None)]
+    log.add("s2", TurnRange("d", 0, 1, "1234567890", None))
+    log.add("s3", TurnRange("e", 0, 1))
+    log.add("s4", TurnRange("f", 0, 1))  # past the sessions: the oldest goes, and its words' budget with it
+    assert log.pop("s2") == []
+    log.add("s5", TurnRange("g", 0, 1, "1234567890", None))
+    assert log.pop("s5")[0].input_messages == "1234567890"
