@@ -131,7 +131,10 @@ class MediaPublisher:
                                         digest.digest(), lambda: self._bytes(session_id, chunks))
             turns = turn_clips.TURNS.pop(session_id)
             if turns:
-                await self._publish_turns(client, session_id, trace_id, chunks, turns)
+                try:
+                    await self._publish_turns(client, session_id, trace_id, chunks, turns)
+                except Exception as exc:  # the call is published; its turns' references are what failed
+                    log.warning("turns of session %s not updated in Langfuse: %s", session_id, exc)
         return media_id
 
     async def _send(self, client: httpx.AsyncClient, link: dict[str, str], content_type: str, size: int,

@@ -285,3 +285,28 @@ def test_the_turn_log_is_bounded_and_off_without_a_publisher() -> None:
     assert log.pop("s2") == []
     log.add("s5", TurnRange("g", 0, 1, "1234567890", None))
     assert log.pop("s5")[0].input_messages == "1234567890"
+
+
+def test_a_recording_that_cannot_be_cut_still_publishes_the_call_and_counts_its_turns(
+        tmp_path: Path, langfuse: MediaStandIn) -> None:
+    clock = Clock()
+    app = make_app((tmp_path / "rec").as_uri(), clock, OTEL_TRACES_EXPORTER="langfuse",
+                   LANGFUSE_BASE_URL=langfuse.url, LANGFUSE_PUBLIC_KEY="pk-lf-test", LANGFUSE_SECRET_KEY="sk-lf-test")
+    with TestClient(app, client=LOOPBACK) as c:
+        s = start(c)
+        rec_start = clock.now_ns / 1e6
+        clock.advance(5)
+        assert s.upload(0, b"not audio at all" * 100, start=rec_start).status_code == 201
+        events = [{"type": t, "id": f"e{i}", "seq": i, "ts": rec_start + at * 1000}
+                  for i, (t, at) in enumerate((("user.speech_start", 0.5), ("model.response_start", 2.0),
+                                               ("model.turn_complete", 3.0)))]
+        r = c.post(f"/v1/sessions/{s.id}/events", json={"events": events, "sent_at": clock.now_ns / 1e6},
+                   headers=s.auth)
+        assert r.json()["accepted"] == 3
+        s.end()
+        clock.advance(60)
+        assert c.portal.call(app.state.recordings.publisher.publish_due) == 1  # type: ignore[union-attr]
+        assert metric(c, 'vtg_recording_langfuse_media_total{outcome="published"}') == 1
+        assert metric(c, 'vtg_recording_langfuse_media_total{outcome="turn_failed"}') == 1
+    assert [m["field"] for m in langfuse.media] == ["metadata"]
+    assert not any(r["path"] == "/api/public/ingestion" for r in langfuse.requests)
