@@ -16,7 +16,8 @@ class RecordingMetrics:
             "vtg_recording_storage_failures", "Object store operations that failed, by operation", ["operation"],
             registry=registry)
         self.langfuse_media = Counter(
-            "vtg_recording_langfuse_media", "Recordings published to Langfuse as media, by outcome", ["outcome"],
-            registry=registry)
+            "vtg_recording_langfuse_media",
+            "Recordings sent to Langfuse as media, by outcome (published, failed; per turn: turn_published, "
+            "turn_failed)", ["outcome"], registry=registry)
         self.deleted = Counter("vtg_recording_deleted", "Recordings deleted, by cause (request, retention)",
                                ["cause"], registry=registry)

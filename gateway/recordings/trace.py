@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from gateway import semconv as sc
 from gateway.recordings.links import RecordingLinks, media_fragment
+from gateway.recordings.turn_clips import MAX_MESSAGES_CHARS, TURNS, TurnRange
 from gateway.sessions.state import FinishedSpan, SessionState
 
 
@@ -39,3 +40,13 @@ def annotate(state: SessionState, spans: list[FinishedSpan], links: RecordingLin
                 sc.VOICE_RECORDING_START_OFFSET_S: round(max(0.0, start_s), 3),
                 sc.VOICE_RECORDING_END_OFFSET_S: round(end_s, 3),
             })
+            # Per-turn clips for Langfuse (turn_clips.py): the turn's audio runs on until its answer played out.
+            heard_ns = max([span.end_ns, *(e.time_ns for e in span.events if e.name == sc.EVENT_PLAYBACK_END)])
+            TURNS.add(state.session_id, TurnRange(span.span_id, max(0.0, start_s), (heard_ns - origin_ns) / 1e9,
+                                                  _messages(span, sc.GEN_AI_INPUT_MESSAGES),
+                                                  _messages(span, sc.GEN_AI_OUTPUT_MESSAGES)))
+
+
+def _messages(span: FinishedSpan, key: str) -> str | None:
+    value = span.attributes.get(key)
+    return value if isinstance(value, str) and len(value) <= MAX_MESSAGES_CHARS else None

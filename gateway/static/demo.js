@@ -3,7 +3,15 @@
  * (voice-trace.js) and the real adapter (adapters/gemini-live.js). The "model" is a fake live client that
  * emits the messages Gemini Live sends (setupComplete, input/output transcription, PCM audio chunks,
  * toolCall, interrupted, generationComplete, turnComplete with usageMetadata, sessionResumptionUpdate,
- * goAway); the only network traffic is to the gateway.
+ * goAway); the only network traffic is to the gateway (and, in a browser, the demo's own speech files).
+ *
+ * The model speaks: each scripted answer is a speech file shipped with the demo (demo-voice/*.ogg: espeak-ng,
+ * `espeak-ng -v en-us -s 160 -w x.wav "<answer>"`, then `ffmpeg -i x.wav -ac 1 -ar 24000 -c:a libopus -b:a 20k
+ * -application voip x.ogg`; 85 KB for the four), decoded once to 24 kHz PCM16 and sent as Gemini Live sends
+ * audio: base64 chunks in serverContent.modelTurn. The app's wiring then plays them (Web Audio at speed 1, a
+ * clock-only player otherwise) and the adapter hands them to the call recorder (right channel) as it would
+ * for the real model. Where the files cannot be decoded (Node, a browser without Ogg Opus), a quiet tone
+ * stands in.
  *
  * Automation drives it through `window.demo` (see DemoSession's methods, `demo.state`, and the README).
  * The module also exports its parts so Node tests can run the same scenario without a browser.
@@ -198,7 +206,11 @@ class FakeLiveSession {
   }
 }
 
-/** An audio player shaped like live-api-web-console's AudioStreamer, without WebAudio: it only keeps time. */
+/**
+ * An audio player shaped like live-api-web-console's AudioStreamer (addPCM16, stop, isPlaying,
+ * initialBufferTime, onComplete), without Web Audio: it keeps time only, at the demo's speed. Playback starts
+ * after the initial buffer, chunks play back to back, and onComplete fires when the queue has played out.
+ */
 export class FakeAudioStreamer {
   constructor(options = {}) {
     this.isPlaying = false;
@@ -206,22 +218,32 @@ export class FakeAudioStreamer {
     this.queuedMs = 0;
     this.chunks = 0;
     this.sampleRate = 24000;
+    this.onComplete = () => {};
     this._setTimeout = options.setTimeout || ((fn, ms) => setTimeout(fn, ms));
     this._clearTimeout = options.clearTimeout || ((h) => clearTimeout(h));
+    this._now = options.now || (() => Date.now());
     this._speed = options.speed || (() => 1);
     this._timer = null;
+    this._endAt = 0;
     this.addPCM16 = this.addPCM16.bind(this);
   }
   addPCM16(chunk) {
     const ms = (chunk.byteLength / 2 / this.sampleRate) * 1000;
+    const speed = this._speed() || 1;
+    const now = this._now();
     this.queuedMs += ms;
     this.chunks++;
-    if (!this.isPlaying) this.isPlaying = true;
+    if (!this.isPlaying) {
+      this.isPlaying = true;
+      this._endAt = now + (this.initialBufferTime * 1000) / speed;
+    }
+    this._endAt = Math.max(this._endAt, now) + ms / speed;
     if (this._timer) this._clearTimeout(this._timer);
     this._timer = this._setTimeout(() => {
-      this.isPlaying = false;
       this._timer = null;
-    }, (this.initialBufferTime * 1000 + this.queuedMs) / this._speed());
+      this.isPlaying = false;
+      this.onComplete();
+    }, this._endAt - now);
   }
   stop() {
     this.isPlaying = false;
@@ -230,6 +252,96 @@ export class FakeAudioStreamer {
     this._timer = null;
   }
   complete() {}
+}
+
+/**
+ * The same player through Web Audio, for a person at /demo (speed 1): PCM16 chunks scheduled back to back on
+ * the context's clock, after the initial buffer when idle; onComplete when the last one has played.
+ */
+export class WebAudioStreamer {
+  constructor(context) {
+    this.context = context;
+    this.isPlaying = false;
+    this.initialBufferTime = 0.1;
+    this.sampleRate = 24000;
+    this.chunks = 0;
+    this.onComplete = () => {};
+    this._cursor = 0;
+    this._sources = new Set();
+    this.addPCM16 = this.addPCM16.bind(this);
+  }
+  addPCM16(chunk) {
+    const ctx = this.context;
+    const samples = new Int16Array(chunk.buffer, chunk.byteOffset, chunk.byteLength >> 1);
+    if (!samples.length) return;
+    const buffer = ctx.createBuffer(1, samples.length, this.sampleRate);
+    const data = buffer.getChannelData(0);
+    for (let i = 0; i < samples.length; i++) data[i] = samples[i] / 32768;
+    const source = ctx.createBufferSource();
+    source.buffer = buffer;
+    source.connect(ctx.destination);
+    if (!this.isPlaying) {
+      this.isPlaying = true;
+      this._cursor = ctx.currentTime + this.initialBufferTime;
+    }
+    const at = Math.max(this._cursor, ctx.currentTime);
+    source.start(at);
+    this._cursor = at + buffer.duration;
+    this.chunks++;
+    this._sources.add(source);
+    source.onended = () => {
+      this._sources.delete(source);
+      if (this.isPlaying && !this._sources.size) {
+        this.isPlaying = false;
+        this.onComplete();
+      }
+    };
+  }
+  stop() {
+    this.isPlaying = false; // first: the stopped sources' onended must not report a completion
+    for (const source of this._sources) {
+      try {
+        source.stop();
+      } catch (_) {
+        /* not started */
+      }
+    }
+    this._sources.clear();
+  }
+  complete() {}
+}
+
+/** The demo's speech files, by script answer: decoded once into 24 kHz PCM16 (null where that fails). */
+export const VOICES = { weather: "weather.ogg", history: "history.ogg", tomorrow: "tomorrow.ogg", generic: "generic.ogg" };
+
+export async function loadVoices(baseUrl, fetchImpl = globalThis.fetch, rate = 24000) {
+  const Offline = globalThis.OfflineAudioContext || globalThis.webkitOfflineAudioContext;
+  const voices = {};
+  if (!Offline || !fetchImpl) return voices;
+  await Promise.all(
+    Object.entries(VOICES).map(async ([name, file]) => {
+      try {
+        const res = await fetchImpl(`${baseUrl}/${file}`);
+        if (!res.ok) return;
+        const decoded = await new Offline(1, 1, rate).decodeAudioData(await res.arrayBuffer());
+        const f = decoded.getChannelData(0);
+        const pcm = new Int16Array(f.length);
+        for (let i = 0; i < f.length; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(f[i] * 32767)));
+        voices[name] = pcm;
+      } catch (_) {
+        /* this browser cannot decode Ogg Opus: the tone stands in */
+      }
+    }),
+  );
+  return voices;
+}
+
+/** base64 of PCM16 samples (little-endian, as Gemini Live sends them). */
+export function pcmBase64(samples) {
+  const bytes = new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
 }
 
 // ---------------------------------------------------------------- the scenario
@@ -257,6 +369,9 @@ const SCRIPT = {
   },
 };
 
+// Which speech file says which scripted answer.
+const VOICE_OF = new Map(Object.entries(SCRIPT).map(([name, line]) => [line.answer, name]));
+
 const MODEL = "models/gemini-2.5-flash-native-audio-preview";
 const CHUNK_MS = 200; // audio per server message
 const AUDIO_TOKENS_PER_S = 32;
@@ -272,6 +387,11 @@ export class DemoSession {
       speed: 1,
       traceOptions: {},
       toolFetchUrl: null,
+      voices: null, // {weather, history, tomorrow, generic}: Int16Array PCM at 24 kHz (see loadVoices)
+      voiceUrl: null, // where to load them from at start (the page: /static/demo-voice)
+      audible: false, // play the model through Web Audio (at speed 1; the page sets it)
+      recordAudio: false, // record the call (README "Recordings"); getMicrophone() gives the user's side
+      getMicrophone: null,
       ...options,
     };
     this._setTimeout = this.options.setTimeout || ((fn, ms) => globalThis.setTimeout(fn, ms));
@@ -317,6 +437,13 @@ export class DemoSession {
       this._cancelled = false;
       this._set({ status: "starting", events: [], errors: [], transcript: [], transcriptRev: 0, summary: null, turns: 0, interruptions: 0, toolCalls: 0, connections: 0 });
       const o = this.options;
+      if (!o.voices && o.voiceUrl) o.voices = await loadVoices(o.voiceUrl, o.fetch || globalThis.fetch);
+      const recording = {};
+      if (o.recordAudio) {
+        recording.recordAudio = true;
+        const mic = typeof o.getMicrophone === "function" ? await o.getMicrophone().catch(() => null) : null;
+        if (mic) recording.microphone = mic;
+      }
       this.trace = await VoiceTrace.start({
         gatewayUrl: opts.gatewayUrl ?? o.gatewayUrl,
         provider: "gcp.gemini",
@@ -328,6 +455,7 @@ export class DemoSession {
         ...(opts.sessionId ? { sessionId: opts.sessionId } : {}),
         fetch: (url, init) => this._fetch(url, init),
         window: this._window,
+        ...recording,
         ...o.traceOptions,
         ...(opts.traceOptions || {}),
         onEvent: (e) => this._onTraceEvent(e),
@@ -339,7 +467,7 @@ export class DemoSession {
       }
       this._set({ sessionId: this.trace.sessionId, traceId: this.trace.traceId, traceparent: this.trace.traceparent });
       this.client = new FakeGenAILiveClient({ defer: (fn) => this._sleep(30).then(fn) });
-      this.streamer = new FakeAudioStreamer({
+      this.streamer = (await this._audiblePlayer()) || new FakeAudioStreamer({
         setTimeout: this._setTimeout,
         clearTimeout: this._clearTimeout,
         speed: () => this.options.speed,
@@ -560,11 +688,38 @@ export class DemoSession {
     this._speechMs = 180 * pieces.length + 120;
   }
 
+  /** A Web Audio player when a person listens (speed 1, `audible`), if the browser lets audio play now. */
+  async _audiblePlayer() {
+    const Ctx = globalThis.AudioContext || globalThis.webkitAudioContext;
+    if (!this.options.audible || this.options.speed !== 1 || !Ctx) return null;
+    try {
+      if (!this._audioContext || this._audioContext.state === "closed") this._audioContext = new Ctx();
+      const ctx = this._audioContext;
+      if (ctx.state !== "running") await Promise.race([ctx.resume(), this._sleep(500)]);
+      // Suspended (no user gesture yet): its clock stands still, so playback would never end; keep time instead.
+      return ctx.state === "running" ? new WebAudioStreamer(ctx) : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  /** The model answers `text`; when it was not cut, the action ends once its audio has played out. */
   async _modelSays(text, opts = {}) {
+    const r = await this._modelSpeaks(text, opts);
+    if (!r.interrupted && this.streamer) {
+      await this._until(() => !this.streamer.isPlaying || this._cancelled, (r.audioMs || 0) + 10000);
+    }
+    return r;
+  }
+
+  async _modelSpeaks(text, opts = {}) {
     const words = text.split(" ");
-    const chunks = Math.max(3, Math.ceil(words.length / 3));
-    const perChunk = Math.ceil(words.length / chunks);
-    const audio = pcmChunk(CHUNK_MS);
+    const voiceName = VOICE_OF.get(text);
+    const voice = (this.options.voices && voiceName && this.options.voices[voiceName]) || null;
+    const perChunkSamples = (24000 * CHUNK_MS) / 1000;
+    const chunks = voice ? Math.max(1, Math.ceil(voice.length / perChunkSamples)) : Math.max(3, Math.ceil(words.length / 3));
+    const tone = voice ? null : pcmChunk(CHUNK_MS);
+    const audioOf = (i) => (voice ? pcmBase64(voice.subarray(i * perChunkSamples, (i + 1) * perChunkSamples)) : tone);
     const line = this._say("model", "");
     let interruptRequest = null;
     const interruptPromise = new Promise((resolve) => {
@@ -577,9 +732,10 @@ export class DemoSession {
     try {
       for (let i = 0; i < chunks; i++) {
         this._server({
-          serverContent: { modelTurn: { parts: [{ inlineData: { mimeType: "audio/pcm;rate=24000", data: audio } }] } },
+          serverContent: { modelTurn: { parts: [{ inlineData: { mimeType: "audio/pcm;rate=24000", data: audioOf(i) } }] } },
         });
-        const piece = words.slice(i * perChunk, (i + 1) * perChunk).join(" ");
+        // The words spread over the audio, as the output transcription follows the speech.
+        const piece = words.slice(Math.floor((i * words.length) / chunks), Math.floor(((i + 1) * words.length) / chunks)).join(" ");
         if (piece) {
           this._server({ serverContent: { outputTranscription: { text: (i ? " " : "") + piece } } });
           this._appendSaid(line, (i ? " " : "") + piece);
@@ -617,7 +773,7 @@ export class DemoSession {
       this._server({
         sessionResumptionUpdate: { newHandle: `resume-${Math.random().toString(36).slice(2, 10)}`, resumable: true },
       });
-      return { interrupted: false };
+      return { interrupted: false, audioMs: chunks * CHUNK_MS };
     } finally {
       this._interruptNow = null;
       this._set({ modelSpeaking: false });
@@ -786,6 +942,10 @@ function mountPage() {
     speed: num("speed") || 1,
     traceOptions,
     toolFetchUrl: params.get("toolFetch") ?? null,
+    voiceUrl: new URL("./demo-voice", import.meta.url).href,
+    audible: params.get("mute") !== "1",
+    recordAudio: params.get("record") === "1",
+    getMicrophone: () => navigator.mediaDevices.getUserMedia({ audio: true }),
   });
 
   const $ = (id) => document.getElementById(id);
@@ -867,6 +1027,11 @@ function mountPage() {
     },
     get stats() {
       return session.stats;
+    },
+    /** The call recording (`?record=1`): its state and counters; `await demo.recording.done` after end(). */
+    get recording() {
+      const r = session.trace && session.trace.recorder;
+      return r ? { state: r.state, mimeType: r.mimeType, stats: { ...r.stats }, done: r.done.then(() => r.state) } : null;
     },
     start: (o) => session.start(o),
     turn: (o) => session.turn(o),

@@ -265,6 +265,8 @@ export interface TraceSink {
   now?(): number;
   /** Where adapters report that they cannot see a client (VoiceTrace: through onError). */
   reportProblem?(kind: string, message: string, extra?: Record<string, unknown>): void;
+  /** The call recording (VoiceTrace with recordAudio): adapters hand it the model's audio. */
+  recorder?: Pick<import("./recorder.js").CallRecorder, "feedModelPcm" | "clearModelAudio" | "addModelTrack"> | null;
 }
 
 export default VoiceTrace;

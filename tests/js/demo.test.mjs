@@ -9,7 +9,7 @@ import { FakeGateway, fakePage } from "./helpers.mjs";
 // A broken client would leave a promise pending forever: fail instead of hanging.
 const test = (name, fn) => nodeTest(name, { timeout: 30000 }, fn);
 
-function demoWith(gw, page, extra = {}) {
+function demoWith(gw, page, extra = {}, options = {}) {
   return new DemoSession({
     gatewayUrl: "http://gw.test",
     speed: 1000,
@@ -25,6 +25,7 @@ function demoWith(gw, page, extra = {}) {
       },
       ...extra,
     },
+    ...options,
   });
 }
 
@@ -114,4 +115,27 @@ test("injected failures are retried and every event still arrives exactly once",
   assert.equal(demo.stats.dropped, 0);
   assert.ok(demo.stats.retries >= 6);
   assert.ok(demo.stats.duplicates >= 1);
+});
+
+test("the model speaks the demo's speech files: its audio chunks carry the voice, playback ends once it played", async () => {
+  const gw = new FakeGateway();
+  const page = fakePage();
+  // One second of a recognisable waveform in place of weather.ogg (Node cannot decode Ogg Opus).
+  const voice = Int16Array.from({ length: 24000 }, (_, i) => (i % 200) * 100 - 10000);
+  const speed = 20;
+  const demo = demoWith(gw, page, {}, { voices: { weather: voice }, speed });
+  await demo.start();
+  const heard = [];
+  demo.client.on("audio", (data) => heard.push(new Int16Array(data.slice(0))));
+  await demo.callTool();
+  const played = heard.flatMap((c) => Array.from(c));
+  assert.equal(heard.length, 5, "200 ms per server message");
+  assert.deepEqual(played, Array.from(voice));
+  // The turn's action ended after its audio played out: playback_end was reported, after the audio's length.
+  const events = demo.state.events;
+  const start = events.find((e) => e.type === "model.playback_start");
+  const end = events.find((e) => e.type === "model.playback_end");
+  assert.ok(start && end, events.map((e) => e.type).join(","));
+  assert.ok(end.ts - start.ts >= 1000 / speed - 5, `${end.ts - start.ts} ms`);
+  await demo.end();
 });

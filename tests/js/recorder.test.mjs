@@ -2,7 +2,11 @@ import nodeTest from "node:test";
 import assert from "node:assert/strict";
 
 import { VoiceTrace } from "../../gateway/static/voice-trace.js";
+import { EventEmitter } from "node:events";
+
 import { pickMimeType } from "../../gateway/static/recorder.js";
+import { attachGeminiLive, createGeminiLiveAdapter } from "../../gateway/static/adapters/gemini-live.js";
+import { attachOpenAIRealtime, createOpenAIRealtimeAdapter } from "../../gateway/static/adapters/openai-realtime.js";
 import { FakeClock, settle } from "./helpers.mjs";
 
 const test = (name, fn) => nodeTest(name, { timeout: 10000 }, fn);
@@ -159,4 +163,144 @@ test("the first supported type wins; none supported lets the browser choose", ()
   assert.equal(pickMimeType(["audio/ogg", "audio/webm;codecs=opus"], FakeMediaRecorder), "audio/webm;codecs=opus");
   assert.equal(pickMimeType(["audio/ogg"], FakeMediaRecorder), "");
   assert.equal(pickMimeType(["audio/ogg"], undefined), "");
+});
+
+// ---------------------------------------------------------------- adapters feed the recorder themselves
+
+function pcmBase64(values) {
+  return Buffer.from(Int16Array.from(values).buffer).toString("base64");
+}
+
+test("Gemini Live: the adapter hands the model's PCM chunks to the recorder, and drops them on an interruption", async () => {
+  const { vt } = setup();
+  await settle();
+  const rec = vt.recorder;
+  let cleared = 0;
+  const clear = rec.clearModelAudio.bind(rec);
+  rec.clearModelAudio = () => {
+    cleared++;
+    clear();
+  };
+  const fed = [];
+  const feed = rec.feedModelPcm.bind(rec);
+  rec.feedModelPcm = (samples, rate) => {
+    fed.push({ samples: Array.from(samples), rate });
+    feed(samples, rate);
+  };
+  const tracer = createGeminiLiveAdapter(vt);
+  // The GenAILiveClient's "audio" event: an ArrayBuffer of PCM16 at the rate of the part's type.
+  tracer.handleServerMessage(
+    { serverContent: { modelTurn: { parts: [{ inlineData: { mimeType: "audio/pcm;rate=16000", data: pcmBase64([1000, -2000, 3000]) } }] } } },
+  );
+  tracer.onAudio(Int16Array.from([16384, -16384]).buffer);
+  assert.deepEqual(fed, [
+    { samples: [1000, -2000, 3000], rate: 16000 },
+    { samples: [16384, -16384], rate: 16000 },
+  ]);
+  // Into the model's bus (the right channel), back to back, as the player plays them.
+  const ctx = FakeAudioContext.last;
+  assert.deepEqual(ctx.started.map((s) => s.at), [0, 3 / 16000]);
+  assert.deepEqual(Array.from(ctx.started[1].buffer.getChannelData(0)), [0.5, -0.5]);
+  tracer.handleServerMessage({ serverContent: { interrupted: true } });
+  assert.equal(cleared, 1);
+});
+
+test("Gemini Live through attachGeminiLive: the client's audio events reach the recorder, a stopped player clears it", async () => {
+  const { vt } = setup();
+  await settle();
+  const fed = [];
+  vt.recorder.feedModelPcm = (samples, rate) => fed.push([samples.length, rate]);
+  let cleared = 0;
+  vt.recorder.clearModelAudio = () => cleared++;
+  const client = new EventEmitter();
+  client.onmessage = function (msg) {
+    for (const p of msg.serverContent.modelTurn.parts) {
+      const buf = Buffer.from(p.inlineData.data, "base64");
+      this.emit("audio", buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+    }
+  };
+  const streamer = { isPlaying: false, initialBufferTime: 0, addPCM16() {}, stop() {} };
+  attachGeminiLive(client, vt, { audioStreamer: streamer });
+  client.onmessage({ serverContent: { modelTurn: { parts: [{ inlineData: { mimeType: "audio/pcm;rate=24000", data: pcmBase64([1, 2, 3, 4]) } }] } } });
+  assert.deepEqual(fed, [[4, 24000]]);
+  streamer.stop(); // the app flushes its player (a barge-in)
+  assert.equal(cleared, 1);
+});
+
+test("OpenAI Realtime over WebSocket: audio deltas reach the recorder, the app's truncation clears it", async () => {
+  const { vt } = setup();
+  await settle();
+  const fed = [];
+  vt.recorder.feedModelPcm = (samples, rate) => fed.push([Array.from(samples), rate]);
+  let cleared = 0;
+  vt.recorder.clearModelAudio = () => cleared++;
+  const tracer = createOpenAIRealtimeAdapter(vt);
+  tracer.handleServerEvent({ type: "response.created", response: {} });
+  tracer.handleServerEvent({ type: "response.output_audio.delta", item_id: "i1", delta: pcmBase64([5, -5]) });
+  tracer.handleServerEvent(JSON.stringify({ type: "response.audio.delta", item_id: "i1", delta: pcmBase64([7]) }));
+  assert.deepEqual(fed, [[[5, -5], 24000], [[7], 24000]]);
+  tracer.handleClientEvent({ type: "conversation.item.truncate", item_id: "i1", content_index: 0, audio_end_ms: 40 });
+  assert.equal(cleared, 1);
+});
+
+test("OpenAI Realtime over WebRTC: the remote audio track of the peer connection is recorded, once", async () => {
+  globalThis.MediaStream ??= class MediaStream {
+    constructor(tracks) {
+      this.tracks = tracks;
+    }
+  };
+  const { vt, errors } = setup();
+  await settle();
+  const tracks = [];
+  vt.recorder.addModelTrack = (t) => tracks.push(t);
+  const remote = { kind: "audio", id: "remote-audio" };
+  const pc = new EventTarget();
+  pc.getReceivers = () => [{ track: { kind: "video", id: "v" } }, { track: remote }];
+  const channel = new EventTarget();
+  channel.readyState = "connecting";
+  channel.send = () => {};
+  attachOpenAIRealtime(channel, vt, { peerConnection: pc });
+  const later = { kind: "audio", id: "later" };
+  const ev = new Event("track");
+  ev.track = later;
+  pc.dispatchEvent(ev);
+  pc.dispatchEvent(Object.assign(new Event("track"), { track: remote }));
+  assert.deepEqual(tracks.map((t) => t.id), ["remote-audio", "later"]);
+
+  // The agents SDK's WebRTC transport: its peer connection, once connected.
+  const transport = new EventEmitter();
+  transport.sendEvent = () => {};
+  transport.connectionState = { status: "connected", peerConnection: { getReceivers: () => [{ track: { kind: "audio", id: "sdk" } }] } };
+  attachOpenAIRealtime(transport, vt);
+  transport.emit("connected");
+  assert.deepEqual(tracks.map((t) => t.id), ["remote-audio", "later", "sdk"]);
+  // And for real, into the recorder's graph (the model's bus), with no error reported.
+  const { vt: vt2, errors: errors2 } = setup();
+  await settle();
+  createOpenAIRealtimeAdapter(vt2).addModelAudio({ kind: "audio", id: "real" });
+  const source = vt2.recorder._sources.at(-1);
+  assert.equal(source.stream.tracks[0].id, "real");
+  assert.equal(source.connections[0].target, vt2.recorder._modelBus);
+  assert.deepEqual([...errors, ...errors2], []);
+});
+
+test("nothing is fed without a recorder, nor with recordModelAudio: false", async () => {
+  const { vt } = setup();
+  await settle();
+  const fed = [];
+  vt.recorder.feedModelPcm = (samples) => fed.push(samples.length);
+  createGeminiLiveAdapter(vt, { recordModelAudio: false }).onAudio(new ArrayBuffer(8));
+  createOpenAIRealtimeAdapter(vt, { recordModelAudio: false }).handleServerEvent({ type: "response.output_audio.delta", delta: pcmBase64([1]) });
+  assert.deepEqual(fed, []);
+  // A trace without a recorder (recordAudio not asked): the adapter still traces, and throws nothing.
+  const events = [];
+  const bare = { record: (type) => events.push(type), now: () => 0, recorder: null };
+  createGeminiLiveAdapter(bare).onAudio(new ArrayBuffer(8));
+  createOpenAIRealtimeAdapter(bare).handleServerEvent({ type: "response.output_audio.delta", delta: pcmBase64([1]) });
+  assert.ok(events.includes("model.audio_start"));
+  // Odd byte offsets (a view into a larger buffer) are copied, never misread.
+  const adapter = createGeminiLiveAdapter(vt);
+  const bytes = new Uint8Array(7);
+  adapter.onAudio(bytes.subarray(1, 5));
+  assert.deepEqual(fed, [2]);
 });

@@ -1,9 +1,11 @@
 // Runs in the page (tests/recordings/test_browser_recording.py): a call whose "user" is Chromium's fake
-// microphone (a spoken WAV, looping) and whose "model" answers each utterance with spoken PCM fed to the
-// recorder. Turns come from a client-side voice activity detector on the microphone, as in a real app, so the
-// spans mark where the user really spoke; the test then checks the stored recording against them.
+// microphone (a spoken WAV, looping) and whose "model" answers each utterance with spoken PCM, as OpenAI Realtime
+// sends it over a WebSocket (base64 `response.output_audio.delta` events) to the OpenAI adapter, which hands it to
+// the recorder itself. Turns come from a client-side voice activity detector on the microphone, as in a real app,
+// so the spans mark where the user really spoke; the test then checks the stored recording against them.
 async ({ modelPcm, modelRate, seconds }) => {
   const { VoiceTrace } = await import("/static/voice-trace.js");
+  const { createOpenAIRealtimeAdapter } = await import("/static/adapters/openai-realtime.js");
   const mic = await navigator.mediaDevices.getUserMedia({
     audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
   });
@@ -29,11 +31,23 @@ async ({ modelPcm, modelRate, seconds }) => {
   }
   const errors = [];
   const trace = await VoiceTrace.start({
-    gatewayUrl: location.origin, recordAudio: true, microphone: mic, provider: "gcp.gemini", model: "test-model",
+    gatewayUrl: location.origin, recordAudio: true, microphone: mic, provider: "openai", model: "test-model",
     flushIntervalMs: 200, onError: (e) => errors.push(`${e.kind}: ${e.message}`), recorder: { chunkMs: 2000 },
   });
+  // The adapter's clock: the page's, except that the reply's end is reported at the moment its audio ended (a
+  // loaded machine may run the timer late; a real app hears response.done before the audio ends anyway).
+  let at = null;
+  const tracer = createOpenAIRealtimeAdapter(trace, { outputSampleRate: modelRate, now: () => at ?? Date.now() });
   const pcm = Int16Array.from(modelPcm);
   const replyMs = (pcm.length / modelRate) * 1000;
+  // The reply as the server's audio deltas: base64 PCM16, 100 ms each.
+  const deltas = [];
+  for (let i = 0; i < pcm.length; i += modelRate / 10) {
+    const bytes = new Uint8Array(pcm.slice(i, i + modelRate / 10).buffer);
+    let bin = "";
+    for (const b of bytes) bin += String.fromCharCode(b);
+    deltas.push(btoa(bin));
+  }
   const started = Date.now();
   let speaking = false;
   let quietSince = null;
@@ -53,14 +67,20 @@ async ({ modelPcm, modelRate, seconds }) => {
       if (now - quietSince > 400) {
         speaking = false;
         trace.record("user.speech_end", {}, { ts: quietSince });
-        // The model answers at once: its audio goes into the recording as the adapters would feed it.
-        trace.record("model.response_start");
-        trace.record("model.audio_start");
-        trace.recorder.feedModelPcm(pcm, modelRate);
-        trace.record("model.playback_start");
+        // The model answers at once; the adapter reports it and feeds its audio to the recording.
+        tracer.handleServerEvent({ type: "response.created", response: { id: `resp-${turns}` } });
+        for (const delta of deltas) {
+          tracer.handleServerEvent({ type: "response.output_audio.delta", item_id: `item-${turns}`, delta });
+        }
+        tracer.playbackStarted();
         modelUntil = Date.now() + replyMs;
         const done = modelUntil;
-        setTimeout(() => trace.record("model.turn_complete", {}, { ts: done }), replyMs);
+        setTimeout(() => {
+          at = done;
+          tracer.handleServerEvent({ type: "response.done", response: { id: `resp-${turns}`, status: "completed", output: [] } });
+          tracer.playbackEnded(done);
+          at = null;
+        }, replyMs);
         turns++;
       }
     }

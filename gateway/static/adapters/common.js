@@ -130,3 +130,84 @@ export function makeTextBuffer(record, type, now) {
     },
   };
 }
+
+/**
+ * The model's audio into the call recording (recorder.js), as the adapter sees it: PCM chunks, or a remote track.
+ * Quiet when the app did not ask to record (`trace.recorder` is null) or passed `recordModelAudio: false`; the
+ * recorder itself ignores audio once it is off, stopped or failed; a detached adapter feeds nothing. Never throws
+ * into the adapter.
+ */
+export function makeModelAudioFeed(trace, opts, state, onInternalError) {
+  const recorder = () => {
+    if (opts.recordModelAudio === false || state.detached) return null;
+    try {
+      const r = trace && trace.recorder;
+      return r && typeof r.feedModelPcm === "function" ? r : null;
+    } catch (_) {
+      return null;
+    }
+  };
+  const safe = (fn) => {
+    try {
+      fn();
+    } catch (e) {
+      if (onInternalError) onInternalError(e);
+    }
+  };
+  const tracks = new WeakSet();
+  return {
+    get active() {
+      return recorder() !== null;
+    },
+    /** PCM16 little-endian mono (ArrayBuffer, a typed array over one, or an Int16Array) at `rate` Hz. */
+    pcm(data, rate) {
+      const r = recorder();
+      if (!r) return;
+      safe(() => {
+        const samples = int16Of(data);
+        if (samples && samples.length) r.feedModelPcm(samples, rate);
+      });
+    },
+    /** base64 PCM16 (OpenAI Realtime WebSocket deltas, Gemini inlineData). */
+    base64(b64, rate) {
+      const r = recorder();
+      if (!r || typeof b64 !== "string" || !b64) return;
+      safe(() => {
+        const samples = pcm16FromBase64(b64);
+        if (samples.length) r.feedModelPcm(samples, rate);
+      });
+    },
+    /** The app flushed its player (an interruption): what was scheduled but not yet played goes too. */
+    clear() {
+      const r = recorder();
+      if (r && typeof r.clearModelAudio === "function") safe(() => r.clearModelAudio());
+    },
+    /** A remote audio track (OpenAI WebRTC), added once. */
+    track(t) {
+      const r = recorder();
+      if (!r || !t || tracks.has(t) || typeof r.addModelTrack !== "function") return;
+      tracks.add(t);
+      safe(() => r.addModelTrack(t));
+    },
+  };
+}
+
+/** Int16 samples over PCM16 LE bytes; copies only when the bytes are not 2-aligned. */
+export function int16Of(data) {
+  if (!data) return null;
+  if (data instanceof Int16Array) return data;
+  if (data instanceof ArrayBuffer) return new Int16Array(data, 0, data.byteLength >> 1);
+  if (ArrayBuffer.isView(data)) {
+    const n = data.byteLength >> 1;
+    if (data.byteOffset % 2 === 0) return new Int16Array(data.buffer, data.byteOffset, n);
+    return new Int16Array(new Uint8Array(data.buffer, data.byteOffset, n * 2).slice().buffer);
+  }
+  return null;
+}
+
+export function pcm16FromBase64(b64) {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length & ~1);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = bin.charCodeAt(i);
+  return new Int16Array(bytes.buffer);
+}

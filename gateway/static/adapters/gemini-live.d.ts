@@ -4,6 +4,8 @@ import type { TraceSink } from "../voice-trace.js";
 export interface GeminiAdapterOptions {
   /** Output audio sample rate (PCM16 mono), for generated_ms (default 24000; read from the MIME type when raw). */
   outputSampleRate?: number;
+  /** Default true: the model's PCM chunks go into `trace.recorder` (right channel) when the call is recorded. */
+  recordModelAudio?: boolean;
   connectionIdPrefix?: string;
   /**
    * Delay between queuing the first chunk on an idle player and hearing it (default: the streamer's

@@ -29,7 +29,15 @@
  * break the app's own listeners).
  */
 
-import { completeAttach, makeClock, makeGuard, makeRecorder, makeTextBuffer, makeWarner } from "./common.js";
+import {
+  completeAttach,
+  makeClock,
+  makeGuard,
+  makeModelAudioFeed,
+  makeRecorder,
+  makeTextBuffer,
+  makeWarner,
+} from "./common.js";
 import { base64Bytes, byteLengthOf, durationToMs, errorText, sampleRateOf } from "./gemini-format.js";
 
 const MAX_REASON = 1024;
@@ -70,6 +78,8 @@ export function createGeminiLiveAdapter(trace, options = {}) {
   const warn = makeWarner(trace, st, onInternalError);
   const modelText = makeTextBuffer(record, "model.transcript", now);
   const userText = makeTextBuffer(record, "user.transcript", now);
+  // The model's audio into the call recording, when the app records (VoiceTrace.start({recordAudio: true})).
+  const modelAudio = makeModelAudioFeed(trace, opts, st, onInternalError);
   const setTimer = typeof opts.setTimeout === "function" ? opts.setTimeout : (fn, ms) => globalThis.setTimeout(fn, ms);
   const clearTimer = typeof opts.clearTimeout === "function" ? opts.clearTimeout : (h) => globalThis.clearTimeout(h);
 
@@ -168,6 +178,7 @@ export function createGeminiLiveAdapter(trace, options = {}) {
 
     onAudio: guard(function onAudio(data) {
       audioReceived(byteLengthOf(data));
+      modelAudio.pcm(data, opts.outputSampleRate);
     }),
 
     onContent: guard(function onContent(content) {
@@ -194,6 +205,8 @@ export function createGeminiLiveAdapter(trace, options = {}) {
     }),
 
     onInterrupted: guard(function onInterrupted() {
+      // The app flushes its player now: what the recording had scheduled was never heard either.
+      modelAudio.clear();
       modelText.flush();
       if (!st.interruptReported) {
         const t = now();
@@ -231,6 +244,7 @@ export function createGeminiLiveAdapter(trace, options = {}) {
      * played_ms and generated_ms. attachAudioStreamer calls it from the streamer's stop().
      */
     playbackStopped: guard(function playbackStopped(ts) {
+      modelAudio.clear();
       const t = typeof ts === "number" ? ts : now();
       let gen;
       let started;
@@ -271,8 +285,14 @@ export function createGeminiLiveAdapter(trace, options = {}) {
           if (inT.finished === true) userText.flush("last");
         }
         if (sc.modelTurn) {
-          if (surfaced) ensureResponse();
-          else {
+          if (surfaced) {
+            ensureResponse();
+            // The client's "audio" event carries bytes only: the rate (for the recording) is in the part's type.
+            for (const p of sc.modelTurn.parts || []) {
+              const d = p && p.inlineData;
+              if (d && String(d.mimeType || "").startsWith("audio/")) opts.outputSampleRate = sampleRateOf(d.mimeType, opts.outputSampleRate);
+            }
+          } else {
             const parts = sc.modelTurn.parts || [];
             const other = [];
             for (const p of parts) {
@@ -280,6 +300,7 @@ export function createGeminiLiveAdapter(trace, options = {}) {
               if (d && String(d.mimeType || "").startsWith("audio/")) {
                 opts.outputSampleRate = sampleRateOf(d.mimeType, opts.outputSampleRate);
                 audioReceived(base64Bytes(d.data));
+                modelAudio.base64(d.data, opts.outputSampleRate);
               } else if (p) other.push(p);
             }
             if (other.length || !parts.length) adapter.onContent({ modelTurn: { parts: other } });

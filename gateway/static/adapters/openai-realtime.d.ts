@@ -4,6 +4,8 @@ import type { TraceSink } from "../voice-trace.js";
 export interface OpenAIAdapterOptions {
   /** Output audio sample rate (PCM16), for generated_ms (default 24000). */
   outputSampleRate?: number;
+  /** Default true: WebSocket audio deltas and the WebRTC remote track go into `trace.recorder` when recording. */
+  recordModelAudio?: boolean;
   connectionIdPrefix?: string;
   now?: () => number;
   onError?: (error: unknown) => void;
@@ -12,6 +14,8 @@ export interface OpenAIAdapterOptions {
 export interface AttachOpenAIOptions extends OpenAIAdapterOptions {
   /** Wrap send / sendEvent to see tool outputs and truncation (default true). */
   clientEvents?: boolean;
+  /** For a bare "oai-events" data channel: its peer connection, whose remote audio track is recorded. */
+  peerConnection?: RTCPeerConnection;
 }
 
 /** An RTCDataChannel ("oai-events") or a WebSocket. */
@@ -58,6 +62,8 @@ export interface OpenAIRealtimeAdapter {
   playbackEnded(ts?: number): void;
   userSpeechStart(ts?: number, source?: "client_vad" | "push_to_talk"): void;
   userSpeechEnd(ts?: number, source?: "client_vad" | "push_to_talk"): void;
+  /** The model's remote audio track, or a peer connection whose audio receivers carry it, into the recording. */
+  addModelAudio(trackOrPeerConnection: MediaStreamTrack | RTCPeerConnection): void;
   /** Says once (trace onError and console.warn) that the adapter cannot see what it needs. */
   warn(code: string, message: string): void;
   detach(): void;

@@ -37,7 +37,15 @@
  *   // or: const tracer = createOpenAIRealtimeAdapter(trace); ws.onmessage = (e) => tracer.handleServerEvent(e.data)
  */
 
-import { completeAttach, makeClock, makeGuard, makeRecorder, makeTextBuffer, makeWarner } from "./common.js";
+import {
+  completeAttach,
+  makeClock,
+  makeGuard,
+  makeModelAudioFeed,
+  makeRecorder,
+  makeTextBuffer,
+  makeWarner,
+} from "./common.js";
 
 const MAX_MESSAGE = 4096;
 
@@ -83,6 +91,9 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
   const guard = makeGuard(onInternalError);
   const warn = makeWarner(trace, st, onInternalError);
   const transcript = makeTextBuffer(record, "model.transcript", now);
+  // The model's audio into the call recording, when the app records (VoiceTrace.start({recordAudio: true})):
+  // WebSocket audio deltas as PCM, the WebRTC remote track as a track.
+  const modelAudio = makeModelAudioFeed(trace, opts, st, onInternalError);
 
   function resetTurn() {
     transcript.flush();
@@ -212,6 +223,7 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
           audioStart();
           if (ev.item_id) st.audioItemId = ev.item_id;
           st.generatedBytes += base64Bytes(ev.delta);
+          modelAudio.base64(ev.delta, opts.outputSampleRate);
           break;
         case "output_audio_buffer.started":
           audioStart();
@@ -309,6 +321,8 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
       if (ev.type === "conversation.item.create" && ev.item && ev.item.type === "function_call_output") {
         adapter.toolResult(ev.item.call_id, parseMaybeJson(ev.item.output));
       } else if (ev.type === "conversation.item.truncate" && typeof ev.audio_end_ms === "number") {
+        // The app cut its player here (a barge-in): the recording drops what it had not played yet.
+        modelAudio.clear();
         truncated(ev.item_id, ev.audio_end_ms);
       }
     }),
@@ -352,6 +366,18 @@ export function createOpenAIRealtimeAdapter(trace, options = {}) {
 
     /** Says once (onError and console.warn) that the adapter cannot see what it needs. */
     warn,
+
+    /**
+     * The model's audio as a remote track (WebRTC) or a peer connection whose audio receivers carry it, into
+     * the call recording. attachOpenAIRealtime finds the agents SDK's peer connection itself, and takes
+     * `options.peerConnection` for a bare data channel.
+     */
+    addModelAudio: guard(function addModelAudio(trackOrPeerConnection) {
+      const pc = trackOrPeerConnection;
+      if (pc && typeof pc.getReceivers === "function") {
+        for (const r of pc.getReceivers()) if (r && r.track && r.track.kind === "audio") modelAudio.track(r.track);
+      } else if (pc && pc.kind === "audio") modelAudio.track(pc);
+    }),
   };
   return adapter;
 }
@@ -412,7 +438,24 @@ function hookTransport(transport, adapter, options, undo) {
     },
     undo,
   );
-  listen(transport, "connected", () => adapter.onOpen(), undo);
+  // WebRTC: the model speaks on the peer connection's remote audio track (the transport plays it in an <audio>).
+  const remoteAudio = () => {
+    try {
+      const state = transport.connectionState;
+      if (state && state.peerConnection) adapter.addModelAudio(state.peerConnection);
+    } catch (_) {
+      /* not a WebRTC transport */
+    }
+  };
+  listen(
+    transport,
+    "connected",
+    () => {
+      adapter.onOpen();
+      remoteAudio();
+    },
+    undo,
+  );
   listen(transport, "disconnected", () => adapter.onClose(), undo);
   // Server `error` events come through `*` too; only failures of the transport itself are recorded here.
   listen(
@@ -425,7 +468,10 @@ function hookTransport(transport, adapter, options, undo) {
     },
     undo,
   );
-  if (transport.status === "connected") adapter.onOpen();
+  if (transport.status === "connected") {
+    adapter.onOpen();
+    remoteAudio();
+  }
   if (options.clientEvents !== false && !wrapMethod(transport, "sendEvent", (ev) => adapter.handleClientEvent(ev), undo)) {
     adapter.warn("no_send", "OpenAI Realtime transport has no sendEvent(): tool results and truncations are not traced");
   }
@@ -473,6 +519,14 @@ function hookChannel(channel, adapter, options, undo) {
   on("error", (e) => adapter.onError(e));
   if (channel.readyState === "open" || channel.readyState === 1) adapter.onOpen();
   if (options.clientEvents !== false) wrapMethod(channel, "send", (ev) => adapter.handleClientEvent(ev), undo);
+  // A bare WebRTC data channel does not know its peer connection: the app names it to record the model's track.
+  const pc = options.peerConnection;
+  if (pc && typeof pc.addEventListener === "function") {
+    const onTrack = (e) => adapter.addModelAudio(e && e.track);
+    pc.addEventListener("track", onTrack);
+    undo.push(() => pc.removeEventListener("track", onTrack));
+    adapter.addModelAudio(pc);
+  }
 }
 
 /**
