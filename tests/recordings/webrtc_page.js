@@ -61,6 +61,9 @@ async ({ modelPcm, modelRate }) => {
   source.start();
   send({ type: "output_audio_buffer.started", response_id: "resp-1" });
   await ended;
+  // The track's last audio reaches the app a little after the model sent it (the network, the jitter buffer);
+  // the server's stopped is sent once it has sent everything, so it is reported here, after a margin.
+  await sleep(400);
   send({ type: "response.done", response: { id: "resp-1", status: "completed", output: [] } });
   send({ type: "output_audio_buffer.stopped", response_id: "resp-1" });
   await sleep(1500); // silence after
