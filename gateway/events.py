@@ -3,8 +3,8 @@
 Events are a tagged union on ``type``. A batch is decoded whole, typed, in one pass; only when that fails
 is it decoded again with each event left as raw JSON, then each event on its own, so that a bad event is
 reported by its index while the good ones go on (bench/validate_cpu.py measured this against always
-decoding each event on its own: less than half the CPU per event for a valid batch, about a quarter more for
-a batch with a bad event). msgspec stops at the first error; a value that fails is examined again field by field (bad
+decoding each event on its own: less than half the CPU per event for a valid batch, about 40% more for a
+batch with a bad event). msgspec stops at the first error; a value that fails is examined again field by field (bad
 input only), so that every bad field is reported with its JSON path (``events[3].call_id``).
 """
 
