@@ -26,15 +26,16 @@ ROOT_FRAMES = ("<module> (", "main (gateway/__main__.py)", "_serve (gateway/__ma
 # fragments of the gateway's current code; a sample matching none lands in the last two rows).
 CATEGORIES = [
     ("cyclic garbage collector (`gc_collect_main`, wherever it triggers)", "gc_collect_main ("),
-    ("export thread: OTLP encoding + HTTP post to the collector", "@thread:export"),
+    ("export thread: joining encoded spans + HTTP post to the collector", "@thread:export"),
     ("ingest token check (PyJWT decode + HS256 verify)", "TokenSigner.verify ("),
-    ("SDK span building (finished records → SDK spans, span processors)", "SpanEmitter.emit ("),
-    ("OTel metrics instruments (gateway/voice_metrics.py)", "(gateway/voice_metrics.py)"),
+    ("span encoding (finished records → OTLP bytes once per request, handed to the queues and the viewer)",
+     "SpanEmitter.emit (|SpanEncoder.entry ("),
+    ("OTel voice metrics (gateway/analytics/voice_metrics.py)", "(gateway/analytics/voice_metrics.py)"),
     ("Prometheus counters (gateway/metrics.py, prometheus_client)", "(prometheus_client/"),
-    ("event validation (pydantic)", "SessionService._validate ("),
+    ("event validation (msgspec, from the body's bytes)", "body_events (|SessionService._validate ("),
     ("session state machine, dedup, clock (service._apply, machine)", "SessionService._apply ("),
     ("rate limits, client address", "IngestGuard."),
-    ("request body read + JSON parse (routes.read_json)", "read_json ("),
+    ("request body read (http.read_body)", "read_body (|read_json ("),
     ("response: JSON encoding", "JSONResponse.render ("),
     ("rest of the gateway's request handling (routes, service glue)", "@gateway"),
     ("HTTP server and event loop (uvicorn, httptools, uvloop, starlette)", "@thread:MainThread"),
@@ -47,26 +48,24 @@ ADVICE = {
     CATEGORIES[0][0]: "full collections traverse every tracked object (SDK spans in the export queue and the "
     "recent-traces buffer, open sessions' state); `gc.freeze()` after startup, higher `gc.set_threshold` values, "
     "and fewer container objects per span and per event would cut both this and the pauses behind p99",
-    CATEGORIES[1][0]: "the stock `encode_spans` walks every SDK span, attribute and event through generic Python "
-    "encoders (`_encode_key_value`, `_encode_value`, `_encode_span`, `_encode_resource_spans`); a direct encoder "
-    "writing OTLP bytes from the gateway's own finished-span records (byte-compatible, checked by decoding both) is "
-    "the issue's export target. The encoding of a batch runs on the export thread under the GIL; it hands the GIL "
-    "to the event loop after each millisecond of encoding (a short sleep), instead of at the 5 ms switch interval",
+    CATEGORIES[1][0]: "the export thread joins the bytes each request encoded into one OTLP request per batch and "
+    "posts it; what is left here is the HTTP client and the protobuf framing",
     CATEGORIES[2][0]: "every request decodes and verifies its JWT (base64, JSON, HMAC, claims); "
     "PyJWT's HMAC `prepare_key` even tries `json.loads` on the key string each time (a JWK check that raises "
     "and catches `JSONDecodeError`). A small LRU of verified tokens (token → session id, expiry) would make the "
     "repeat requests of a session nearly free; single-event posts pay this per event",
-    CATEGORIES[3][0]: "each finished record becomes an SDK span and passes every span processor's `on_end` (export "
-    "queue, recent traces); the self-time table shows which SDK calls dominate (`Tracer.start_span` and "
-    "`_clean_attribute_value` if spans still go through the Tracer API)",
+    CATEGORIES[3][0]: "a request's finished span records are written once as OTLP protobuf "
+    "(`gateway/delivery/otlp_records.py`, key/value encodings cached per session); the self-time table shows "
+    "whether attribute encoding or the request framing dominates. SDK spans are built only for exporters that need "
+    "them (Langfuse, console, gRPC, third-party)",
     CATEGORIES[4][0]: "OTel metric instruments hash their attribute sets on every measurement (`_hash_attributes`); "
     "fewer measurements per event (aggregate per request), or cached attribute sets, would cut it",
     CATEGORIES[5][0]: "Prometheus label lookups per event; aggregate per request and increment once",
-    CATEGORIES[6][0]: "pydantic validates each event against the discriminated union; a cheaper fast path for "
-    "well-formed events (type lookup, then that one model) or `model_construct` after a schema check would help",
+    CATEGORIES[6][0]: "msgspec decodes the whole batch typed in one pass; only a batch holding a bad event is decoded "
+    "again event by event (see bench/validate_cpu.py)",
     CATEGORIES[7][0]: "the state machine itself, with dedup and clock handling: small, tune last",
     CATEGORIES[8][0]: "two token buckets per request (session and client address): cheap, tune last",
-    CATEGORIES[9][0]: "the body is read chunk by chunk and parsed with the stdlib `json`; `orjson` would parse faster",
+    CATEGORIES[9][0]: "the body's chunks joined under the size limit; parsing is in the validation row",
     CATEGORIES[10][0]: "stdlib `json` for the response; `orjson` would be faster",
     CATEGORIES[11][0]: "the handlers' own lines and what they call that no row above names (header parsing, "
     "store access, result objects)",
@@ -84,7 +83,7 @@ def categorize(thread: str, keys: set[str]) -> str:
         elif marker.startswith("@thread:"):
             if thread.startswith(marker.removeprefix("@thread:")):
                 return label
-        elif any(marker in k for k in keys):
+        elif any(m in k for m in marker.split("|") for k in keys):
             return label
     return CATEGORIES[-1][0]
 
