@@ -111,9 +111,14 @@ class SessionMachine:
     def apply(self, state: SessionState, event: ev.Event, t: int, received_ns: int | None = None) -> list[FinishedSpan]:
         """Apply one event at its session time ``t`` (``gateway.sessions.clock``), received at ``received_ns``."""
         out: list[FinishedSpan] = []
+        self.apply_into(state, event, t, received_ns, out)
+        return out
+
+    def apply_into(self, state: SessionState, event: ev.Event, t: int, received_ns: int | None,
+                   out: list[FinishedSpan]) -> None:
+        """``apply``, adding the spans that ended to ``out``."""
         settle(state, t, received_ns)
         self._handlers[event.type](state, event, t, out)
-        return out
 
     def end(self, state: SessionState, reason: str, t: int, **root_attrs: Any) -> list[FinishedSpan]:
         """End the session and everything still open in it; the root span is the last one returned."""
