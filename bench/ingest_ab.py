@@ -15,8 +15,14 @@ HTTP, no exporter (``OTEL_TRACES_EXPORTER=none``):
   included.
 - ``memory``: bytes per open idle session, as ``bench/run.py`` measures it (sessions opened mid-turn
   with ``bench/loadgen.open_turn_events``, after a warm-up of the same sessions ended): traced
-  allocations (``tracemalloc``) and the RSS delta, each divided by the number of sessions.
+  allocations (``tracemalloc``) and the RSS delta, each divided by the number of sessions; the objects the
+  garbage collector tracks per session, and the pause of a full collection with those sessions open
+  (the best of five).
 - ``profile``: one round of the chosen mode under ``cProfile`` in this tree only; prints the top functions.
+
+Each worker applies the garbage-collector settings of the gateway's lifespan (``gc.freeze()`` after startup,
+``gc.set_threshold(10_000, 20, 20)``; ``--gc-threshold`` overrides them in the new tree's worker only) and
+reports, per round, the collections and their pauses (``gc.callbacks``), as ``bench/gc_trace.py`` logs them.
 
 Not a benchmark of record (bench/run.py is): a quick, noise-tolerant guide for one change at a time.
 """
@@ -28,6 +34,7 @@ import asyncio
 import cProfile
 import gc
 import json
+import math
 import os
 import pstats
 import random
@@ -71,8 +78,30 @@ def _create(model: str) -> Any:
     return ev.SessionCreate(**CREATE, model=model)
 
 
+class GcPauses:
+    """Collections and their pauses since the last ``take()``, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self.young = 0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._started)
+            self.young += info["generation"] == 0
+
+    def take(self) -> dict[str, float]:
+        pauses, self.pauses, young, self.young = self.pauses, [], self.young, 0
+        return {"gc_collections": len(pauses), "gc_gen0_collections": young,
+                "gc_pause_total_ms": sum(pauses) * 1000, "gc_pause_max_ms": max(pauses, default=0.0) * 1000}
+
+
 class Worker:
-    def __init__(self, mode: str, sessions: int, repeats: int) -> None:
+    def __init__(self, mode: str, sessions: int, repeats: int, threshold: tuple[int, ...] = (10_000, 20, 20)) -> None:
         import loadgen
 
         from gateway.simulate import MODEL
@@ -84,6 +113,11 @@ class Worker:
         # Bodies as the server sees them: parsed from JSON text, so every string is a fresh object.
         self.calls = [json.loads(json.dumps(loadgen.long_session(self.rng, repeats, start))) for _ in range(4)]
         self.open_events = [json.loads(json.dumps(loadgen.open_turn_events(self.rng, start))) for _ in range(16)]
+        # As the gateway's lifespan does once it started (gateway/app.py).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*threshold)
+        self.gc = GcPauses()
 
     async def _play(self, events: list[dict[str, Any]]) -> None:
         service = self.service
@@ -107,9 +141,10 @@ class Worker:
                 n += len(events)
             return n
 
+        self.gc.take()
         t0 = time.process_time_ns()
         n = asyncio.run(run())
-        return {"ns_per_event": (time.process_time_ns() - t0) / n}
+        return {"ns_per_event": (time.process_time_ns() - t0) / n, **self.gc.take()}
 
     async def _open(self, n: int, end: bool) -> None:
         service = self.service
@@ -124,9 +159,17 @@ class Worker:
         asyncio.run(self._open(500, end=True))
         gc.collect()
         rss0 = _rss()
+        tracked0 = len(gc.get_objects())
         asyncio.run(self._open(self.sessions, end=False))
         gc.collect()
         rss = (_rss() - rss0) / self.sessions
+        tracked = (len(gc.get_objects()) - tracked0) / self.sessions
+        # What the open sessions cost a full collection (the pause that stops the event loop the longest).
+        full = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            gc.collect()
+            full.append(time.perf_counter() - t0)
         # Then as many again, traced (tracemalloc's own bookkeeping would swell the RSS figure).
         tracemalloc.start()
         traced0 = tracemalloc.get_traced_memory()[0]
@@ -134,7 +177,8 @@ class Worker:
         gc.collect()
         traced = tracemalloc.get_traced_memory()[0] - traced0
         tracemalloc.stop()
-        return {"traced_bytes_per_session": traced / self.sessions, "rss_bytes_per_session": rss}
+        return {"traced_bytes_per_session": traced / self.sessions, "rss_bytes_per_session": rss,
+                "gc_tracked_objects_per_session": tracked, "full_collection_ms": min(full) * 1000}
 
 
 def _rss() -> int:
@@ -144,7 +188,8 @@ def _rss() -> int:
 
 def worker_main(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(BENCH))
-    worker = Worker(args.mode, args.sessions, args.repeats)
+    threshold = tuple(int(x) for x in args.gc_threshold.split(",")) if args.gc_threshold else (10_000, 20, 20)
+    worker = Worker(args.mode, args.sessions, args.repeats, threshold)
     import gateway
 
     print(json.dumps({"ready": str(Path(gateway.__file__).parent)}), flush=True)
@@ -176,6 +221,8 @@ def start_worker(tree: Path, args: argparse.Namespace) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--mode", args.mode,
            "--sessions", str(args.sessions), "--repeats", str(args.repeats)]
+    if args.gc_threshold and tree == REPO:
+        cmd += ["--gc-threshold", args.gc_threshold]
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     ready = json.loads(proc.stdout.readline())
@@ -215,10 +262,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         a = [r[key] for r in results["base"]]
         b = [r[key] for r in results["new"]]
         # Each pair of rounds ran back to back: the median of their ratios resists load that comes and goes.
-        pairs = statistics.median(y / x for x, y in zip(a, b, strict=True))
+        pairs = statistics.median(y / x if x else math.nan for x, y in zip(a, b, strict=True))
         summary[key] = {"base": round(statistics.median(a), 1), "new": round(statistics.median(b), 1),
-                        "base_min": round(min(a), 1), "new_min": round(min(b), 1),
-                        "ratio": round(pairs, 3), "ratio_of_minimums": round(min(b) / min(a), 3)}
+                        "base_min": round(min(a), 1), "new_min": round(min(b), 1), "ratio": round(pairs, 3),
+                        "ratio_of_minimums": round(min(b) / min(a), 3) if min(a) else math.nan}
     return summary
 
 
@@ -241,6 +288,7 @@ def main() -> None:
     p.add_argument("--sessions", type=int, default=0, help="sessions per round (default: 8, memory: 5000)")
     p.add_argument("--repeats", type=int, default=25, help="three-turn calls chained into one session")
     p.add_argument("--profile", action="store_true", help="profile one round of this tree instead")
+    p.add_argument("--gc-threshold", default="", help="gc.set_threshold in the new tree's worker, e.g. 700,10,10")
     p.add_argument("--sort", default="tottime")
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

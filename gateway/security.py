@@ -42,10 +42,11 @@ class TokenSigner:
         self._key = key
         self._keys = {key_id(k): k for k in (*previous_keys, key)}
         self._ttl_s = ttl_s
-        # A browser presents the same token on every request: verifying it once is enough. The whole token is
-        # the key: a token whose header or payload was altered is another string and is verified (and refused).
-        # Only tokens that verified are remembered (session id and expiry), so a forged one never is.
-        self._verified: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # A browser presents the same token on every request: verifying it once is enough. A 128-bit digest of
+        # the whole token is the key (the token itself would be most of an idle session's memory): a token whose
+        # header or payload was altered digests differently and is verified (and refused). Only tokens that
+        # verified are remembered (session id and expiry), so a forged one never is.
+        self._verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
         self._cache_size = cache_size
 
     def issue(self, session_id: str, now: float | None = None) -> IssuedToken:
@@ -59,7 +60,7 @@ class TokenSigner:
         return IssuedToken(token, float(expires))
 
     def _remember(self, token: str, session_id: str, expires: float) -> None:
-        self._verified[token] = (session_id, expires)
+        self._verified[_digest(token)] = (session_id, expires)
         while len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
 
@@ -67,7 +68,7 @@ class TokenSigner:
         """Raise Unauthorized for a missing or invalid token, Forbidden for another session's token."""
         if not token:
             raise Unauthorized("an ingest token is required: 'Authorization: Bearer <token>' or '?token='")
-        known = self._verified.get(token)
+        known = self._verified.get(_digest(token))
         if known is not None and known[1] > time.time():
             if known[0] != session_id:
                 raise Forbidden("the ingest token belongs to another session")
@@ -87,6 +88,10 @@ class TokenSigner:
             self._remember(token, sid, float(claims["exp"]))
         if sid != session_id:
             raise Forbidden("the ingest token belongs to another session")
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.blake2b(token.encode(), digest_size=16).digest()
 
 
 class ApiKeys:

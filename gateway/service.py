@@ -214,14 +214,16 @@ class SessionService:
             offset = now - int(sent_at_ms * 1_000_000)
             state.skew_ns = offset if state.skew_ns is None else min(state.skew_ns, offset)
         limits = self.settings
+        max_events, max_tools = limits.max_events_per_session, limits.max_open_tools_per_session
+        apply, accepted_types = self.machine.apply_into, result.accepted_types  # looked up once per request
         for index, event in events:
             if state.has_seen(event.id):
                 result.duplicates += 1
                 continue
             refusal = None
-            if state.event_count >= limits.max_events_per_session:
-                refusal = f"the session reached its limit of {limits.max_events_per_session} events"
-            elif event.type == "tool.call" and len(state.tools) >= limits.max_open_tools_per_session:
+            if state.event_count >= max_events:
+                refusal = f"the session reached its limit of {max_events} events"
+            elif event.type == "tool.call" and len(state.tools) >= max_tools:
                 refusal = f"the session has {len(state.tools)} open tool calls, its limit"
             if refusal is not None:
                 result.rejected.append({"index": index, "errors": [{"path": "", "message": refusal}]})
@@ -229,9 +231,9 @@ class SessionService:
                 continue
             state.remember(event.id)
             state.event_count += 1
-            out.extend(self.machine.apply(state, event, event_time_ns(state, event, now), now))
+            apply(state, event, event_time_ns(state, event, now), now, out)
             result.accepted += 1
-            result.accepted_types[event.type] += 1
+            accepted_types[event.type] += 1
 
     async def ingest(
         self, session_id: str, raw_events: Sequence[object], sent_at_ms: float | None, prefix: str = "events",

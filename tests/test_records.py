@@ -56,3 +56,26 @@ def test_sessions_share_their_span_names_and_empty_containers() -> None:
     assert a.turn is not None and b.turn is not None and a.turn.inference and b.turn.inference
     assert a.turn.span.name is b.turn.span.name and a.turn.inference.name is b.turn.inference.name
     assert a.usage_total is b.usage_total and a.turn.user_text is None and a.held_spans is None
+
+
+def test_the_shared_empty_dicts_refuse_changes_and_stay_empty_through_a_whole_session() -> None:
+    import random
+
+    import pytest
+
+    from gateway.sessions.state import NO_ATTRIBUTES, NO_TOOLS
+    from gateway.simulate import three_turn_session
+
+    events = [{k: v for k, v in e.items() if k not in ("id", "seq", "ts")}
+              for e in three_turn_session(0, random.Random(1)).all_events()]
+    events += [{"type": "session.update", "attributes": {"plan": "pro"}}, {"type": "mark", "name": "checkout"},
+               {"type": "error", "error_type": "ws_closed"}, {"type": "connection.setup_complete"},
+               {"type": "tool.call", "call_id": "c9", "name": "t"}, {"type": "tool.cancel", "call_ids": ["c9"]}]
+    state, _ = play(events)
+    assert state.attributes == {"plan": "pro"}
+    assert NO_ATTRIBUTES == {} and NO_TOOLS == {}
+    with pytest.raises(TypeError):
+        NO_ATTRIBUTES["x"] = 1
+    with pytest.raises(TypeError):
+        NO_TOOLS.setdefault("x", None)
+    assert NO_TOOLS.pop("x", None) is None

@@ -75,7 +75,7 @@ class Cost:
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name in _USD_FIELDS},
+            **{name: getattr(self, name) + getattr(other, name) for name in _USD_FIELDS},
             estimated=self.estimated or other.estimated,
             source=self.source if self.source == other.source else SOURCE_MIXED,
         )
@@ -83,7 +83,7 @@ class Cost:
     def __sub__(self, other: Cost) -> Cost:
         """Take a part back out (a turn repriced when its usage came late); flags stay those of the whole."""
         return Cost(
-            **{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self) if f.name in _USD_FIELDS},
+            **{name: getattr(self, name) - getattr(other, name) for name in _USD_FIELDS},
             estimated=self.estimated,
             source=self.source,
         )

@@ -31,14 +31,15 @@ class Usage:
     tool_use_prompt_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+        # Positional, in field order: a turn adds usages a few times, and fields() rebuilds its tuple each call.
+        return Usage(*[getattr(self, name) + getattr(other, name) for name in _FIELDS])
 
     def to_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, int]) -> Usage:
-        return cls(**{f.name: int(data.get(f.name, 0)) for f in fields(cls)})
+        return cls(*[int(data.get(name, 0)) for name in _FIELDS])
 
     def is_empty(self) -> bool:
         return not any(self.to_dict().values())
@@ -60,6 +61,9 @@ class Usage:
             if v or k in (semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
         }
 
+
+_FIELDS = tuple(f.name for f in fields(Usage))
+_KNOWN = frozenset(_FIELDS)
 
 # Far above any real count, far below int64 even summed over a long session: a client's absurd number
 # must neither overflow an OTLP attribute nor crash normalization.
@@ -150,5 +154,4 @@ def normalize_usage(data: Mapping[str, Any]) -> Usage:
         return _from_gemini(data)
     if "input_token_details" in data or "output_token_details" in data:
         return _from_openai(data)
-    known = {f.name for f in fields(Usage)}
-    return Usage(**{k: _int(v) for k, v in data.items() if k in known})
+    return Usage(**{k: _int(v) for k, v in data.items() if k in _KNOWN})

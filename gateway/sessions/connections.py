@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway import events as ev
 from gateway import semconv as sc
 from gateway.sessions.content import Content
-from gateway.sessions.records import add_event, finish, model_attributes, open_span
+from gateway.sessions.records import add_event, attributes, finish, model_attributes, open_span
 from gateway.sessions.state import Attrs, FinishedSpan, OpenSpan, SessionState, SpanEvent
 
 
@@ -15,10 +15,10 @@ def finish_connection(state: SessionState, conn: OpenSpan, t: int) -> FinishedSp
 
 def connection_open(state: SessionState, connection_id: str | None, t: int, out: list[FinishedSpan]) -> None:
     if state.connection is not None:
-        state.connection.attributes[sc.VOICE_CONNECTION_END_REASON] = sc.END_REPLACED
+        attributes(state.connection)[sc.VOICE_CONNECTION_END_REASON] = sc.END_REPLACED
         out.append(finish_connection(state, state.connection, t))
     state.connection_count += 1
-    attrs: Attrs = {sc.VOICE_CONNECTION_ID: connection_id} if connection_id else {}
+    attrs: Attrs | None = {sc.VOICE_CONNECTION_ID: connection_id} if connection_id else None
     state.connection = open_span(sc.SPAN_CONNECTION, state.trace.root_span_id, t, attrs)
 
 
@@ -36,10 +36,10 @@ def connection_event(state: SessionState, e: ev.Event, t: int, out: list[Finishe
     elif isinstance(e, ev.ConnectionResumed):
         name = sc.EVENT_RESUMED
         if e.handle:
-            conn.attributes[sc.VOICE_RESUMPTION_HANDLE] = e.handle
+            attributes(conn)[sc.VOICE_RESUMPTION_HANDLE] = e.handle
     else:
         name = sc.EVENT_SETUP_COMPLETE
-        conn.attributes.setdefault(sc.VOICE_CONNECTION_SETUP_MS, (t - conn.start_ns) / 1e6)
+        attributes(conn).setdefault(sc.VOICE_CONNECTION_SETUP_MS, (t - conn.start_ns) / 1e6)
     add_event(conn, SpanEvent(name, t) if attrs is None else SpanEvent(name, t, attrs))
 
 
@@ -49,9 +49,9 @@ def connection_close(content: Content, state: SessionState, e: ev.ConnectionClos
     if conn is None:
         return
     if e.code is not None:
-        conn.attributes[sc.VOICE_CONNECTION_CLOSE_CODE] = e.code
+        attributes(conn)[sc.VOICE_CONNECTION_CLOSE_CODE] = e.code
     if e.reason:
-        conn.attributes[sc.VOICE_CONNECTION_CLOSE_REASON] = content.message(e.reason)
-    conn.attributes[sc.VOICE_CONNECTION_END_REASON] = "closed"
+        attributes(conn)[sc.VOICE_CONNECTION_CLOSE_REASON] = content.message(e.reason)
+    attributes(conn)[sc.VOICE_CONNECTION_END_REASON] = "closed"
     out.append(finish_connection(state, conn, t))
     state.connection = None

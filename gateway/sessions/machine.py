@@ -30,6 +30,7 @@ from gateway.sessions.content import Content, to_json
 from gateway.sessions.costs import reprice_last_turn, turn_cost
 from gateway.sessions.records import (
     add_event,
+    attributes,
     child,
     finish,
     inference_attributes,
@@ -44,6 +45,7 @@ from gateway.sessions.root import root_span
 from gateway.sessions.state import (
     AWAIT_PLAYBACK,
     AWAIT_TURN_COMPLETE,
+    NO_TOOLS,
     Attrs,
     FinishedSpan,
     OpenSpan,
@@ -109,9 +111,14 @@ class SessionMachine:
     def apply(self, state: SessionState, event: ev.Event, t: int, received_ns: int | None = None) -> list[FinishedSpan]:
         """Apply one event at its session time ``t`` (``gateway.sessions.clock``), received at ``received_ns``."""
         out: list[FinishedSpan] = []
+        self.apply_into(state, event, t, received_ns, out)
+        return out
+
+    def apply_into(self, state: SessionState, event: ev.Event, t: int, received_ns: int | None,
+                   out: list[FinishedSpan]) -> None:
+        """``apply``, adding the spans that ended to ``out``."""
         settle(state, t, received_ns)
         self._handlers[event.type](state, event, t, out)
-        return out
 
     def end(self, state: SessionState, reason: str, t: int, **root_attrs: Any) -> list[FinishedSpan]:
         """End the session and everything still open in it; the root span is the last one returned."""
@@ -130,7 +137,7 @@ class SessionMachine:
             tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_SESSION_CLOSED
             out.append(finish(state, tool, t))
         if state.connection is not None:
-            state.connection.attributes[sc.VOICE_CONNECTION_END_REASON] = sc.END_SESSION_CLOSED
+            attributes(state.connection)[sc.VOICE_CONNECTION_END_REASON] = sc.END_SESSION_CLOSED
             out.append(finish_connection(state, state.connection, t))
             state.connection = None
         state.ended, state.end_reason, state.end_ns = True, reason, t
@@ -152,7 +159,7 @@ class SessionMachine:
             span.parent_id, span.trace_id = None, new_trace_id()
             span.links = ((state.trace.trace_id, state.trace.root_span_id),)
         if state.last_turn_end_ns is not None:
-            span.attributes[sc.VOICE_TURN_GAP_MS] = max(0, t - state.last_turn_end_ns) / 1e6
+            attributes(span)[sc.VOICE_TURN_GAP_MS] = max(0, t - state.last_turn_end_ns) / 1e6
         turn = TurnState(state.turn_count, span)
         state.turn = turn
         pending, state.pending_speech = state.pending_speech, None
@@ -232,21 +239,21 @@ class SessionMachine:
         if turn.inference is not None:
             inf = turn.inference
             if reason != sc.END_SESSION_CLOSED:
-                inf.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = [
+                attributes(inf)[sc.GEN_AI_RESPONSE_FINISH_REASONS] = [
                     reason if reason == sc.END_INTERRUPTED else turn.finish_reason
                 ]
             if turn.usage is not None:
-                inf.attributes.update(turn.usage.span_attributes())
-                inf.attributes[sc.VOICE_USAGE_REPORTS] = turn.usage_reports
+                attributes(inf).update(turn.usage.span_attributes())
+                attributes(inf)[sc.VOICE_USAGE_REPORTS] = turn.usage_reports
             cost = turn_cost(self.options.pricer, state, turn, t)
             if cost is not None:
-                inf.attributes.update(cost.span_attributes())
+                attributes(inf).update(cost.span_attributes())
                 state.cost_total = cost if state.cost_total is None else state.cost_total + cost
                 state.last_turn_cost = cost
             if capture and turn.user_text:
-                inf.attributes[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
+                attributes(inf)[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
             if capture and turn.model_text:
-                inf.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
+                attributes(inf)[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
             out.append(self._finish_inference(state, inf, t))
         total = turn_usage(turn)
         if total is not None:
@@ -258,13 +265,13 @@ class SessionMachine:
         assert turn.end_ns is not None and turn.end_reason is not None
         capture = self.options.transcripts
         span = turn.span
-        span.attributes[sc.GEN_AI_AGENT_INVOCATION_END_REASON] = turn.end_reason
+        attributes(span)[sc.GEN_AI_AGENT_INVOCATION_END_REASON] = turn.end_reason
         if capture and turn.user_text:
-            span.attributes[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
+            attributes(span)[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
             user_line = self.content.redact("".join(turn.user_text))
             state.transcript = (*state.transcript, {"turn": turn.number, "role": "user", "text": user_line})
         if capture and turn.model_text:
-            span.attributes[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
+            attributes(span)[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
             model_line = self.content.redact("".join(turn.model_text))
             state.transcript = (*state.transcript, {"turn": turn.number, "role": "assistant", "text": model_line})
         implied: Attrs = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.VOICE_TURN_NUMBER: turn.number}
@@ -328,7 +335,7 @@ class SessionMachine:
         self._inference(state, t, out)
         latency = self._latency(turn, t)
         if first and latency is not None:
-            turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_CHUNK_MS] = latency[0]
+            attributes(turn.span)[sc.VOICE_LATENCY_USER_TO_FIRST_CHUNK_MS] = latency[0]
 
     def _latency(self, turn: TurnState, t: int) -> tuple[float, str] | None:
         """Milliseconds since the user stopped speaking, and how that moment was known."""
@@ -345,12 +352,12 @@ class SessionMachine:
         if turn.first_audio_ns is not None:
             return
         turn.first_audio_ns = t
-        inference.attributes[sc.VOICE_FIRST_AUDIO_TIME] = t
+        attributes(inference)[sc.VOICE_FIRST_AUDIO_TIME] = t
         add_event(inference, SpanEvent(sc.EVENT_FIRST_AUDIO, t))
         latency = self._latency(turn, t)
         if latency is not None:
-            turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS] = latency[0]
-            turn.span.attributes[sc.VOICE_LATENCY_SOURCE] = latency[1]
+            attributes(turn.span)[sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS] = latency[0]
+            attributes(turn.span)[sc.VOICE_LATENCY_SOURCE] = latency[1]
             state.first_audio_ms = (*state.first_audio_ms, latency[0])
 
     def _playback_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
@@ -361,8 +368,8 @@ class SessionMachine:
         add_event(turn.span, SpanEvent(sc.EVENT_FIRST_PLAYBACK, t))
         latency = self._latency(turn, t)
         if latency is not None:
-            turn.span.attributes[sc.VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS] = latency[0]
-            turn.span.attributes.setdefault(sc.VOICE_LATENCY_SOURCE, latency[1])
+            attributes(turn.span)[sc.VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS] = latency[0]
+            attributes(turn.span).setdefault(sc.VOICE_LATENCY_SOURCE, latency[1])
 
     def _model_transcript(self, state: SessionState, e: ev.ModelTranscript, t: int, out: list[FinishedSpan]) -> None:
         held = self._awaiting_turn_complete(state)
@@ -434,7 +441,7 @@ class SessionMachine:
             # The same barge-in reported twice (the provider's signal and the player's stop): one interruption,
             # completed with what the second report knows.
             for key, value in attrs.items():
-                held.span.attributes.setdefault(key, value)
+                attributes(held.span).setdefault(key, value)
             for event in reversed(state.root_events):
                 if event.name == sc.EVENT_INTERRUPTION and event.attributes.get(sc.VOICE_TURN_NUMBER) == held.number:
                     for key, value in attrs.items():
@@ -450,7 +457,7 @@ class SessionMachine:
     def _count_interruption(self, state: SessionState, turn: TurnState, t: int, attrs: Attrs) -> None:
         state.interruption_count += 1
         attrs[sc.VOICE_TURN_NUMBER] = turn.number
-        turn.span.attributes.update(attrs)
+        attributes(turn.span).update(attrs)
         root_event(state, SpanEvent(sc.EVENT_INTERRUPTION, t, dict(attrs)))
 
     def _usage(self, state: SessionState, e: ev.ModelUsage, t: int, out: list[FinishedSpan]) -> None:
@@ -494,6 +501,8 @@ class SessionMachine:
         if self.options.tool_arguments and e.arguments is not None:
             attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = self.content.value(e.arguments)
         # Tools may outlive their turn (a result after a barge-in): they end at their own result.
+        if state.tools is NO_TOOLS:
+            state.tools = {}
         state.tools[e.call_id] = child(turn.span, f"{sc.SPAN_TOOL} {e.name}", t, attrs)
         if turn.inference is not None:
             turn.response_tool_calls += 1
@@ -538,7 +547,7 @@ class SessionMachine:
         if e.tags:
             state.tags.extend(tag for tag in e.tags if tag not in state.tags)
         if e.attributes:
-            state.attributes.update(e.attributes)
+            state.attributes = {**state.attributes, **e.attributes}
 
     def _mark(self, state: SessionState, e: ev.Mark, t: int, out: list[FinishedSpan]) -> None:
         attrs: Attrs = {sc.VOICE_MARK_NAME: e.name}

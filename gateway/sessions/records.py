@@ -11,6 +11,7 @@ import sys
 
 from gateway import semconv as sc
 from gateway.sessions.state import (
+    NO_ATTRIBUTES,
     Attrs,
     FinishedSpan,
     OpenSpan,
@@ -59,13 +60,21 @@ def named(kind: str, what: str | None) -> str:
 def open_span(
     name: str, parent: str | None, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal"
 ) -> OpenSpan:
-    return OpenSpan(name, new_span_id(), parent, t, kind, {} if attrs is None else attrs)
+    return OpenSpan(name, new_span_id(), parent, t, kind, NO_ATTRIBUTES if attrs is None else attrs)
 
 
 def child(parent: OpenSpan, name: str, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal") -> OpenSpan:
     span = open_span(name, parent.span_id, t, attrs, kind)
     span.trace_id = parent.trace_id
     return span
+
+
+def attributes(span: OpenSpan) -> Attrs:
+    """The span's own attributes, to change: a span opened without any gets its dict here."""
+    attrs = span.attributes
+    if attrs is NO_ATTRIBUTES:
+        attrs = span.attributes = {}
+    return attrs
 
 
 def add_event(span: OpenSpan, event: SpanEvent) -> None:

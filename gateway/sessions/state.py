@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.analytics.pricing import Cost
 from gateway.analytics.usage import Usage
@@ -28,9 +28,26 @@ Attrs = dict[str, AttrValue]
 SpanKindName = Literal["internal", "client"]
 SEEN_IDS_IN_A_LIST = 32
 _SEP = "\x1f"  # between packed seen ids: an id that contains it goes to the set
-# The attributes of a span event that has none: shared, so it is never changed in place (events that may get
-# attributes later are given their own dict).
-NO_ATTRIBUTES: Attrs = {}
+
+
+class _Empty(dict[Any, Any]):
+    """An empty dict shared by every span, event or session that has nothing in it yet: changing it in place
+    would change them all, so it refuses to (``gateway.sessions.records.attributes`` gives a span a dict of its
+    own; the machine does the same for a session's tools and attributes)."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("a shared empty dict: give the owner a dict of its own before changing it")
+
+    __setitem__ = __delitem__ = update = setdefault = popitem = clear = __ior__ = _refuse  # type: ignore[assignment]
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+
+NO_ATTRIBUTES: Attrs = _Empty()
+NO_TOOLS: dict[str, Any] = _Empty()
 # Why a turn whose model side ended still holds its spans (TurnState.awaiting):
 AWAIT_TURN_COMPLETE = "turn_complete"  # interrupted while generating: the provider's trailing turn_complete
 AWAIT_PLAYBACK = "playback"  # completed while its audio still plays: a barge-in may yet cut it
@@ -59,7 +76,7 @@ class OpenSpan:
     parent_id: str | None
     start_ns: int
     kind: SpanKindName = "internal"
-    attributes: Attrs = field(default_factory=dict)
+    attributes: Attrs = field(default_factory=lambda: NO_ATTRIBUTES)  # a dict of its own from the first one on
     events: Sequence[SpanEvent] = ()  # a list from the first event on (gateway.sessions.records.add_event)
     trace_id: str | None = None  # set only when the span lives in a trace other than the session's
     links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of linked spans
@@ -166,7 +183,7 @@ class SessionState:
     first_event_ns: int | None = None  # the session's first event time: before start_ns when a client buffered
     pending_speech: PendingSpeech | None = None
     connection: OpenSpan | None = None
-    tools: dict[str, OpenSpan] = field(default_factory=dict)
+    tools: dict[str, OpenSpan] = field(default_factory=lambda: NO_TOOLS)  # a dict of its own from the first call
     root_events: Sequence[SpanEvent] = ()  # a list from the first event on (gateway.sessions.records.root_event)
     turn_count: int = 0
     interruption_count: int = 0
@@ -188,6 +205,10 @@ class SessionState:
     ended_at_ns: int | None = None  # gateway clock, for how long the summary is kept
     summary: dict[str, object] | None = None
     recording: RecordingState | None = None  # None: no audio is recorded for this session
+
+    def __post_init__(self) -> None:
+        if not self.attributes and type(self.attributes) is dict:
+            self.attributes = NO_ATTRIBUTES  # most sessions never get any: share one empty dict
 
     @property
     def root_start_ns(self) -> int:
