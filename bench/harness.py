@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loop_lag import LoopLag, loop_lag
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PY = sys.executable
@@ -200,9 +202,8 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def metrics(port: int) -> dict[str, float]:
-    """The gateway's Prometheus metrics, summed over labels; a histogram's buckets keep their bound,
-    as ``name{le="0.005"}``."""
+def scrape(port: int) -> tuple[dict[str, float], LoopLag | None]:
+    """The gateway's Prometheus metrics summed over labels, and its event-loop lag histogram."""
     _, text = http_get(f"http://127.0.0.1:{port}/metrics")
     out: dict[str, float] = defaultdict(float)
     for line in text.splitlines():
@@ -210,29 +211,13 @@ def metrics(port: int) -> dict[str, float]:
             continue
         name_labels, _, value = line.rpartition(" ")
         name = name_labels.split("{", 1)[0]
-        if name.endswith("_bucket") and 'le="' in name_labels:
-            name += '{le="' + name_labels.split('le="', 1)[1].split('"', 1)[0] + '"}'
         with contextlib.suppress(ValueError):
             out[name] += float(value)
-    return dict(out)
+    return dict(out), loop_lag(text)
 
 
-def histogram_quantile(delta: dict[str, float], name: str, q: float) -> float | None:
-    """The q-quantile (0..1) of a Prometheus histogram's observations between two scrapes, as the bucket's
-    upper bound it falls in (what ``histogram_quantile`` would give, without interpolation)."""
-    prefix = name + '_bucket{le="'
-    buckets = sorted((float(k[len(prefix):-2]), v) for k, v in delta.items() if k.startswith(prefix))
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    total = buckets[-1][1]
-    for bound, count in buckets:
-        if count >= q * total:
-            return bound
-    return buckets[-1][0]
-
-
-# The gateway's event-loop lag monitor (gateway/app.py): how late the loop woke a timer, a histogram.
-LOOP_LAG = "vtg_event_loop_lag_seconds"
+def metrics(port: int) -> dict[str, float]:
+    return scrape(port)[0]
 
 
 # Gateway checkouts other than this one, by target name (``ab.py`` registers the two it compares); each runs
@@ -392,14 +377,16 @@ class Snapshot:
     rotel: float
     busy: float
     metrics: dict[str, float] = field(default_factory=dict)
+    lag: LoopLag | None = None
 
 
-def snapshot(server_pid: int, gen_pids: list[int], collector: Collector, port: int, scrape: bool) -> Snapshot:
+def snapshot(server_pid: int, gen_pids: list[int], collector: Collector, port: int,
+             scrape_metrics: bool) -> Snapshot:
     t = time.monotonic()
     s = Snapshot(t, cpu_of(tree(server_pid)), sum(cpu_of(gen_pids).values()),
                  sum(cpu_of([collector.proc.pid]).values()) if collector.proc else 0.0, machine_busy())
-    if scrape:
-        s.metrics = metrics(port)
+    if scrape_metrics:
+        s.metrics, s.lag = scrape(port)
     return s
 
 
@@ -412,7 +399,7 @@ def measure_load(target: str, workers: int, mode: str, args: argparse.Namespace,
     log(f"{what}{' (profiling)' if profile else ''}: starting")
     gc_log = workdir / f"gc-{tag}.log" if profile is not None and target != "bare" and workers == 1 else None
     proc, port = start_server(target, workers, collector, cpus, workdir, tag, gc_log)
-    scrape = target != "bare" and workers == 1
+    scrape_metrics = target != "bare" and workers == 1
     gens: list[subprocess.Popen[bytes]] = []
     spy: subprocess.Popen[bytes] | None = None
     try:
@@ -428,10 +415,10 @@ def measure_load(target: str, workers: int, mode: str, args: argparse.Namespace,
                  "--duration", str(int(duration)), "--format", "speedscope", "--output", str(profile)],
                 stdout=open(workdir / f"py-spy-{tag}.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
                 preexec_fn=_pin(cpus.gen))
-        a = snapshot(proc.pid, gen_pids, collector, port, scrape)
+        a = snapshot(proc.pid, gen_pids, collector, port, scrape_metrics)
         conns = [c for c in connections(tree(proc.pid), port) if c]
         sleep_until(w1)
-        b = snapshot(proc.pid, gen_pids, collector, port, scrape)
+        b = snapshot(proc.pid, gen_pids, collector, port, scrape_metrics)
         server_tree = tree(proc.pid)
         peak_rss = rss_bytes(server_tree, "VmHWM")
         end_rss = rss_bytes(server_tree)
@@ -439,7 +426,7 @@ def measure_load(target: str, workers: int, mode: str, args: argparse.Namespace,
             g.wait(duration + args.warmup + 60)
         results = [json.loads(o.read_text()) for o in outs]
         drain: dict[str, Any] = {}
-        if scrape:
+        if scrape_metrics:
             drain = wait_drained(port, b.metrics)
         if spy is not None:
             spy.wait(60)
@@ -523,6 +510,11 @@ def summarize(target: str, workers: int, mode: str, rate: float, results: list[d
         "sessions_done": sum(r["sessions_done"] for r in results),
         "late": sum(r["late"] for r in results), "paced": sum(r["paced"] for r in results),
     }
+    if a.lag is not None and b.lag is not None:  # the event loop's lag in the window (bucket upper bounds)
+        lag = b.lag.since(a.lag)
+        res["loop_lag_p50_ms"] = lag.quantile(0.5) * 1000
+        res["loop_lag_p99_ms"] = lag.quantile(0.99) * 1000
+        res["loop_lag_mean_ms"] = lag.mean_s * 1000
     if a.metrics and b.metrics:
         d = {k: b.metrics.get(k, 0) - a.metrics.get(k, 0) for k in b.metrics}
         res["server_events_accepted"] = d.get("vtg_events_accepted_total", 0)
@@ -530,9 +522,6 @@ def summarize(target: str, workers: int, mode: str, rate: float, results: list[d
         res["spans_exported_per_s"] = d.get("vtg_spans_exported_total", 0) / wall
         res["spans_dropped_window"] = d.get("vtg_spans_dropped_total", 0)
         res["spans_failed_window"] = d.get("vtg_spans_failed_total", 0)
-        for q in (50, 99):  # the event loop's lag in the window: None when the gateway has no lag monitor
-            res[f"loop_lag_p{q}_ms"] = (None if (v := histogram_quantile(d, LOOP_LAG, q / 100)) is None
-                                        else v * 1000)
         res["spans_per_event"] = (d.get("vtg_spans_emitted_total", 0) / d["vtg_events_accepted_total"]
                                   if d.get("vtg_events_accepted_total") else float("nan"))
         final = drain.get("final", {})
