@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import run  # bench/run.py: its server, load generator, collector and measurement
+import harness  # the server, load generator, collector and measurement that bench/run.py uses
 
 FIRST_CHUNK_S = 1.0  # recorder.js: firstChunkMs
 CHUNK_S = 4.0  # recorder.js: chunkMs
@@ -106,50 +106,50 @@ async def _upload_main(a: argparse.Namespace) -> dict[str, Any]:
 def _uploader(port: int, calls: int, seconds: float, args: argparse.Namespace, workdir: Path, tag: str,
               speedup: float, t0: float) -> tuple[subprocess.Popen[bytes], Path]:
     out = workdir / f"upload-{tag}.json"
-    cmd = [run.PY, str(Path(__file__).resolve()), "upload", "--port", str(port), "--calls", str(calls),
+    cmd = [harness.PY, str(Path(__file__).resolve()), "upload", "--port", str(port), "--calls", str(calls),
            "--seconds", str(seconds), "--kbps", str(args.kbps), "--speedup", str(speedup), "--t0", f"{t0:.6f}",
            "--seed", str(args.seed), "--out", str(out)]
-    cpus = run.cpu_plan(1)
+    cpus = harness.cpu_plan(1)
     proc = subprocess.Popen(cmd, stdout=open(workdir / f"upload-{tag}.err", "ab"),  # noqa: SIM115
-                            stderr=subprocess.STDOUT, cwd=run.REPO, env=run.clean_env({}),
-                            preexec_fn=run._pin(cpus.gen))
+                            stderr=subprocess.STDOUT, cwd=harness.REPO, env=harness.clean_env({}),
+                            preexec_fn=harness._pin(cpus.gen))
     return proc, out
 
 
 # -- 1. uploads ---------------------------------------------------------------------------------------------------
 
 
-def measure_uploads(args: argparse.Namespace, collector: run.Collector, workdir: Path) -> dict[str, Any]:
-    cpus = run.cpu_plan(1)
+def measure_uploads(args: argparse.Namespace, collector: harness.Collector, workdir: Path) -> dict[str, Any]:
+    cpus = harness.cpu_plan(1)
     collector.repin(cpus.gen)
     store = workdir / "recordings"
-    saved = dict(run.GATEWAY_ENV)
-    run.GATEWAY_ENV.update({**RECORDING_ENV, "VTG_RECORDING_STORE": store.as_uri()})
+    saved = dict(harness.GATEWAY_ENV)
+    harness.GATEWAY_ENV.update({**RECORDING_ENV, "VTG_RECORDING_STORE": store.as_uri()})
     try:
-        proc, port = run.start_server("gateway", 1, collector, cpus, workdir, "uploads")
+        proc, port = harness.start_server("gateway", 1, collector, cpus, workdir, "uploads")
     finally:
-        run.GATEWAY_ENV.clear()
-        run.GATEWAY_ENV.update(saved)
+        harness.GATEWAY_ENV.clear()
+        harness.GATEWAY_ENV.update(saved)
     try:
-        server = run.tree(proc.pid)
-        rss_before = run.rss_bytes(server)
+        server = harness.tree(proc.pid)
+        rss_before = harness.rss_bytes(server)
         t0 = time.monotonic() + 1.0
         up, out = _uploader(port, args.calls, args.warmup + args.duration, args, workdir, "uploads",
                             args.speedup, t0)
-        run.sleep_until(t0 + args.warmup)
-        cpu_a = sum(run.cpu_of(run.tree(proc.pid)).values())
-        m_a = run.metrics(port)
+        harness.sleep_until(t0 + args.warmup)
+        cpu_a = sum(harness.cpu_of(harness.tree(proc.pid)).values())
+        m_a = harness.metrics(port)
         w_a = time.monotonic()
-        run.sleep_until(t0 + args.warmup + args.duration)
-        cpu_b = sum(run.cpu_of(run.tree(proc.pid)).values())
-        m_b = run.metrics(port)
+        harness.sleep_until(t0 + args.warmup + args.duration)
+        cpu_b = sum(harness.cpu_of(harness.tree(proc.pid)).values())
+        m_b = harness.metrics(port)
         w_b = time.monotonic()
-        server = run.tree(proc.pid)
-        peak, end = run.rss_bytes(server, "VmHWM"), run.rss_bytes(server)
+        server = harness.tree(proc.pid)
+        peak, end = harness.rss_bytes(server, "VmHWM"), harness.rss_bytes(server)
         up.wait(120)
         gen = json.loads(out.read_text())
     finally:
-        run.stop(proc)
+        harness.stop(proc)
     stored = m_b.get("vtg_recording_bytes_total", 0) - m_a.get("vtg_recording_bytes_total", 0)
     chunks = m_b.get("vtg_recording_chunks_total", 0) - m_a.get("vtg_recording_chunks_total", 0)
     bytes_per_audio_s = args.kbps * 1000 / 8
@@ -165,35 +165,38 @@ def measure_uploads(args: argparse.Namespace, collector: run.Collector, workdir:
         "rejected": m_b.get("vtg_recording_rejected_total", 0),
         "storage_failures": m_b.get("vtg_recording_storage_failures_total", 0),
     }
-    run.log(f"uploads: {audio_min:.1f} min of audio in {w_b - w_a:.1f} s, {res['cpu_s_per_audio_min'] or 0:.3f} CPU s "
-            f"per audio minute, RSS {rss_before / 1e6:.0f} → peak {peak / 1e6:.0f} MB, errors {gen['errors']:.0f}")
+    harness.log(f"uploads: {audio_min:.1f} min of audio in {w_b - w_a:.1f} s, "
+                f"{res['cpu_s_per_audio_min'] or 0:.3f} CPU s per audio minute, RSS {rss_before / 1e6:.0f} → "
+                f"peak {peak / 1e6:.0f} MB, errors {gen['errors']:.0f}")
     return res
 
 
 # -- 2. the event path, recording off vs on -----------------------------------------------------------------------
 
 
-def measure_events(mode: str, on: bool, args: argparse.Namespace, collector: run.Collector,
+def measure_events(mode: str, on: bool, args: argparse.Namespace, collector: harness.Collector,
                    workdir: Path) -> dict[str, Any]:
-    saved_env, saved_gens = dict(run.GATEWAY_ENV), run.run_gens
+    saved_env, saved_gens = dict(harness.GATEWAY_ENV), harness.run_gens
     uploads: list[tuple[subprocess.Popen[bytes], Path]] = []
     if on:
-        run.GATEWAY_ENV.update({**RECORDING_ENV, "VTG_RECORDING_STORE": (workdir / f"rec-{mode}").as_uri()})
+        harness.GATEWAY_ENV.update({**RECORDING_ENV, "VTG_RECORDING_STORE": (workdir / f"rec-{mode}").as_uri()})
 
-        def with_uploads(port: int, mode_: str, a: argparse.Namespace, cpus: run.Cpus, wd: Path, tag: str,
+        def with_uploads(port: int, mode_: str, a: argparse.Namespace, cpus: harness.Cpus, wd: Path, tag: str,
                          **kw: Any) -> tuple[list[subprocess.Popen[bytes]], list[Path], float]:
             gens, outs, t0 = saved_gens(port, mode_, a, cpus, wd, tag, **kw)
             seconds = a.warmup + (kw.get("duration") or a.duration)
             uploads.append(_uploader(port, args.calls_during_events, seconds, args, wd, tag, 1.0, t0))
             return [*gens, uploads[-1][0]], outs, t0
 
-        run.run_gens = with_uploads  # type: ignore[assignment]
+        harness.run_gens = with_uploads  # type: ignore[assignment]
+    else:  # the same content capture but audio, so the ratio is the recording's alone
+        harness.GATEWAY_ENV["VTG_CAPTURE_CONTENT"] = RECORDING_ENV["VTG_CAPTURE_CONTENT"].replace(",audio", "")
     try:
-        res = run.measure_load("gateway", 1, mode, args, collector, workdir)
+        res = harness.measure_load("gateway", 1, mode, args, collector, workdir)
     finally:
-        run.run_gens = saved_gens
-        run.GATEWAY_ENV.clear()
-        run.GATEWAY_ENV.update(saved_env)
+        harness.run_gens = saved_gens
+        harness.GATEWAY_ENV.clear()
+        harness.GATEWAY_ENV.update(saved_env)
     if uploads:
         res["uploads"] = json.loads(uploads[0][1].read_text())
     res["recording"] = "on" if on else "off"
@@ -235,7 +238,8 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         "## The event path, recording off vs on",
         "",
-        f"On: `audio` captured and {args.calls_during_events} calls uploading at real time beside the events.",
+        f"Off: `transcripts` captured. On: `transcripts,audio` captured and {args.calls_during_events} calls "
+        "uploading at real time beside the events.",
         "",
         "| mode | figure | off | on | on/off |",
         "|---|---|---|---|---|",
@@ -278,14 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--session-repeats", type=int, default=25)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--out", default=str(run.BENCH / "RECORDING_LOAD.md"))
+    p.add_argument("--out", default=str(harness.BENCH / "RECORDING_LOAD.md"))
     args = p.parse_args(argv)
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-    data: dict[str, Any] = {"started": started, "loadavg_before": run.loadavg(), "events": {}}
+    data: dict[str, Any] = {"started": started, "loadavg_before": harness.loadavg(), "events": {}}
     with tempfile.TemporaryDirectory(prefix="vtg-recording-bench-") as tmp:
         workdir = Path(tmp)
-        collector = run.Collector(workdir)
-        collector.start(run.cpu_plan(1).gen)
+        collector = harness.Collector(workdir)
+        collector.start(harness.cpu_plan(1).gen)
         try:
             data["uploads"] = measure_uploads(args, collector, workdir)
             if not args.skip_events:
@@ -294,13 +298,13 @@ def main(argv: list[str] | None = None) -> int:
                         data["events"][f"{mode}-{'on' if on else 'off'}"] = measure_events(
                             mode, on, args, collector, workdir)
         finally:
-            run.stop(collector.proc)
-    data["loadavg_after"] = run.loadavg()
+            harness.stop(collector.proc)
+    data["loadavg_after"] = harness.loadavg()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report(data, args))
     out.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str))
-    run.log(f"wrote {out} and {out.with_suffix('.json')}")
+    harness.log(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
 
