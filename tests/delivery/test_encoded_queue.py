@@ -4,10 +4,9 @@ bounds and drop counts, spool, shutdown)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from otlp_sink import Collector, Sink
 from starlette.testclient import TestClient
-from test_export_queue import counter
-from test_machine import Run
+from test_export_queue import LocalEndpoint, counter
 from test_routes import ENV, auth, spans_of, start
+from test_spool import scripted_session
 
 from gateway.app import create_app
 from gateway.delivery.export import InstrumentedExporter, with_fast_encoding
@@ -30,12 +29,11 @@ from gateway.delivery.export_queue import RetryingBatchProcessor
 from gateway.delivery.spool import Spool, decode_batch
 from gateway.metrics import GatewayMetrics
 from gateway.otel_config import load_telemetry
-from gateway.sessions.machine import MachineOptions, SessionMachine
 from gateway.sessions.state import FinishedSpan, TraceRef
 from gateway.spans import SpanEmitter
 
 
-class Backend:
+class Backend(LocalEndpoint):
     """An OTLP/HTTP endpoint answering the statuses it is given in turn (then 200), keeping every body."""
 
     def __init__(self, statuses: list[int] | None = None) -> None:
@@ -58,13 +56,7 @@ class Backend:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
@@ -108,15 +100,7 @@ def play(p: RetryingBatchProcessor, monkeypatch: pytest.MonkeyPatch) -> Emission
         raise AssertionError("an SDK span was built for a queue that takes encoded spans")
 
     monkeypatch.setattr(emitter, "build", no_sdk_span)
-    r = Run(SessionMachine(MachineOptions.capture_all()), emissions)  # type: ignore[arg-type]
-    r.send("connection.open")
-    r.send("user.speech_start")
-    r.send("user.speech_end")
-    r.send("tool.call", call_id="a", name="x", arguments={"q": [1, 2]})
-    r.send("tool.result", call_id="a", error="boom")
-    r.send("model.usage", usage={"input_tokens": 3, "output_tokens": 4})
-    r.send("model.interrupted", played_ms=10)
-    r.end()
+    scripted_session(emissions)
     monkeypatch.undo()
     return emissions
 

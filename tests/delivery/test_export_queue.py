@@ -155,7 +155,20 @@ def test_queue_bound_drops_and_counts_new_spans_while_the_backend_is_away() -> N
     assert total == 25, "every span is either delivered or counted as dropped"
 
 
-class ThrottlingBackend:
+class LocalEndpoint:
+    """A threaded HTTP server on a free loopback port serving ``handler``; ``url`` is its OTLP traces path."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ThrottlingBackend(LocalEndpoint):
     """An OTLP/HTTP endpoint that answers 429 with ``Retry-After`` to its first ``refusals`` requests."""
 
     def __init__(self, refusals: int, retry_after_s: int) -> None:
@@ -177,13 +190,7 @@ class ThrottlingBackend:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def test_a_backends_retry_after_is_honoured_beyond_the_exporters_own_deadline() -> None:

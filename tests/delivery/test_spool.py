@@ -16,9 +16,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.sessions.machine import MachineOptions, SessionMachine
 
 
-def session_spans() -> list[Any]:
-    recorder = Recorder()
-    r = Run(SessionMachine(MachineOptions.capture_all()), recorder)
+def scripted_session(sink: Any) -> None:
+    """A session with a tool error and an interruption, its finished spans handed to ``sink``."""
+    r = Run(SessionMachine(MachineOptions.capture_all()), sink)
     r.send("connection.open")
     r.send("user.speech_start")
     r.send("user.speech_end")
@@ -27,6 +27,11 @@ def session_spans() -> list[Any]:
     r.send("model.usage", usage={"input_tokens": 3, "output_tokens": 4})
     r.send("model.interrupted", played_ms=10)
     r.end()
+
+
+def session_spans() -> list[Any]:
+    recorder = Recorder()
+    scripted_session(recorder)
     return recorder.spans()
 
 
