@@ -232,3 +232,24 @@ def test_a_held_turn_survives_a_shared_store_round_trip(machine: SessionMachine,
     r.send("model.interrupted", played_ms=900)
     r.end()
     assert end_reasons(recorder) == ["interrupted", "session_closed"]
+
+
+def test_a_playback_end_sent_after_turn_complete_but_timed_before_it_completes_the_turn_at_once(
+    machine: SessionMachine, recorder: Recorder
+) -> None:
+    # What the Gemini adapter sends when its player played out before turn_complete arrived.
+    r = Run(machine, recorder)
+    r.send("model.response_start")
+    r.send("model.audio_start")
+    r.send("model.playback_start")
+    r.send("model.turn_complete", 400)
+    completed_at = r.t
+    r.send("model.playback_end", -50)
+    assert end_reasons(recorder) == ["completed"]
+    turn = turns(recorder)[0]
+    assert turn.end_time == completed_at
+    assert [e.timestamp for e in turn.events if e.name == "voice.playback_end"] == [completed_at - 50_000_000]
+    r.send("user.speech_start", 500)
+    r.send("model.interrupted", 100, played_ms=0)  # a later barge-in no longer cuts it
+    r.end()
+    assert end_reasons(recorder)[0] == "completed"

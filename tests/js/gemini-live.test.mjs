@@ -266,3 +266,45 @@ test("Gemini: the player stopped after the generation finished is a barge-in wit
     { type: "model.playback_end" },
   ]);
 });
+
+test("Gemini: a player that plays out before turn_complete still ends playback, right after the turn completes", async () => {
+  const clock = new FakeClock(0);
+  const trace = recorderTrace(clock);
+  const player = { isPlaying: false, initialBufferTime: 0.1, addPCM16() { this.isPlaying = true; }, stop() { this.isPlaying = false; }, onComplete() {} };
+  const a = createGeminiLiveAdapter(trace, { setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout });
+  a.attachAudioStreamer(player);
+  a.handleServerMessage(audioMsg(200));
+  player.addPCM16(new Uint8Array(8));
+  await clock.advance(100); // audible after the player's buffer
+  await clock.advance(200);
+  player.onComplete(); // played out at 300, the generation still open
+  await clock.advance(50);
+  a.handleServerMessage({ serverContent: { generationComplete: true } });
+  a.handleServerMessage({ serverContent: { turnComplete: true } });
+  player.stop(); // nothing left to cut
+  const seen = trace.events.filter((e) => e.type.startsWith("model.playback") || ["model.interrupted", "model.turn_complete"].includes(e.type));
+  assert.deepEqual(seen, [
+    { type: "model.playback_start", ts: 100 },
+    { type: "model.turn_complete" },
+    { type: "model.playback_end", ts: 300 },
+  ]);
+});
+
+test("Gemini: a player that runs dry between chunks of one generation has not ended playback", async () => {
+  const clock = new FakeClock(0);
+  const trace = recorderTrace(clock);
+  const player = { isPlaying: false, initialBufferTime: 0.1, addPCM16() { this.isPlaying = true; }, stop() { this.isPlaying = false; }, onComplete() { this.isPlaying = false; } };
+  const a = createGeminiLiveAdapter(trace, { setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout });
+  a.attachAudioStreamer(player);
+  a.handleServerMessage(audioMsg(200));
+  player.addPCM16(new Uint8Array(8));
+  await clock.advance(300);
+  player.onComplete(); // a network gap drained it
+  a.handleServerMessage(audioMsg(1000)); // more of the same answer
+  player.addPCM16(new Uint8Array(8));
+  a.handleServerMessage({ serverContent: { turnComplete: true } });
+  await clock.advance(500);
+  player.stop(); // a barge-in while the rest still plays: it cuts this turn
+  const seen = trace.events.filter((e) => e.type.startsWith("model.playback") || e.type === "model.interrupted");
+  assert.deepEqual(seen.map((e) => e.type), ["model.playback_start", "model.interrupted"]);
+});

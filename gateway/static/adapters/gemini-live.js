@@ -71,6 +71,8 @@ export function createGeminiLiveAdapter(trace, options = {}) {
     lastGeneration: null, // {playbackTs, generatedMs, reported}: a player stopped later cuts this one
     playbackTimer: null,
     playbackDue: null, // when the queued first chunk becomes audible (the timer reports it then)
+    // The player ran dry while the generation was still open: its end, if no more audio comes before turn_complete.
+    drainedAt: null,
   };
 
   const record = makeRecorder(trace, st, onInternalError);
@@ -107,6 +109,7 @@ export function createGeminiLiveAdapter(trace, options = {}) {
     st.playbackTs = null;
     st.pendingPlaybackTs = null;
     st.turnCompleteReason = null;
+    st.drainedAt = null;
   }
 
   function ensureResponse() {
@@ -133,6 +136,7 @@ export function createGeminiLiveAdapter(trace, options = {}) {
       }
     }
     st.generatedBytes += bytes;
+    st.drainedAt = null; // more audio: the player's earlier drain was a gap, not the end
   }
 
   const adapter = {
@@ -223,16 +227,27 @@ export function createGeminiLiveAdapter(trace, options = {}) {
     onTurnComplete: guard(function onTurnComplete() {
       // Sent as is: after an interruption the gateway takes it as the end of the turn already cut.
       const fields = st.turnCompleteReason ? { reason: String(st.turnCompleteReason).slice(0, 256) } : {};
+      const drainedAt = st.drainedAt;
       resetGeneration();
       record("model.turn_complete", fields);
+      // The player had played everything before the turn completed: without this the gateway would hold the
+      // turn for a playback end that already happened.
+      if (drainedAt !== null) adapter.playbackEnded(drainedAt);
     }),
 
     /**
      * The player played the last audio of the finished generation (attachAudioStreamer calls it from the
-     * streamer's onComplete). Until then the gateway holds the turn: a barge-in still cuts it.
+     * streamer's onComplete). Until then the gateway holds the turn: a barge-in still cuts it. Called before
+     * turn_complete, it is sent right after it, unless more audio came in between.
      */
     playbackEnded: guard(function playbackEnded(ts) {
-      const last = st.audioStarted ? null : st.lastGeneration;
+      if (st.audioStarted) {
+        // Still generating: the end only if no more audio arrives before turn_complete (a network gap also
+        // drains the player).
+        if (!st.interruptReported && st.playbackTs != null) st.drainedAt = typeof ts === "number" ? ts : now();
+        return;
+      }
+      const last = st.lastGeneration;
       if (!last || last.reported || last.ended || last.playbackTs == null) return;
       last.ended = true;
       record("model.playback_end", undefined, typeof ts === "number" ? ts : undefined);
