@@ -39,6 +39,7 @@ import {
   makeWarner,
 } from "./common.js";
 import { base64Bytes, byteLengthOf, durationToMs, errorText, sampleRateOf } from "./gemini-format.js";
+import { hookAudioStreamer } from "./gemini-player.js";
 
 const MAX_REASON = 1024;
 
@@ -451,55 +452,24 @@ export function createGeminiLiveAdapter(trace, options = {}) {
      * Returns an undo function.
      */
     attachAudioStreamer: guard(function attachAudioStreamer(streamer) {
-      if (!streamer || typeof streamer.addPCM16 !== "function") return () => {};
-      const original = streamer.addPCM16;
-      const wrapped = function addPCM16(...args) {
-        let wasPlaying = true;
-        try {
-          wasPlaying = !!streamer.isPlaying;
-        } catch (_) {
-          /* ignore */
-        }
-        const out = original.apply(this, args);
-        try {
-          if (!st.playbackReported && st.playbackTimer === null) {
-            const bufferS = typeof streamer.initialBufferTime === "number" ? streamer.initialBufferTime : 0.1;
-            const configured = typeof opts.playbackDelayMs === "function" ? opts.playbackDelayMs() : opts.playbackDelayMs;
-            const delay = wasPlaying ? 0 : configured ?? Math.round(bufferS * 1000);
-            // Reported when it becomes audible, not predicted: a stop before then means nothing was heard.
-            if (delay <= 0) adapter.playbackStarted(now());
-            else {
-              st.playbackDue = now() + delay;
-              st.playbackTimer = setTimer(() => {
-                st.playbackTimer = null;
-                adapter.playbackStarted(now());
-              }, delay);
-            }
+      return hookAudioStreamer(streamer, {
+        queued(wasPlaying, initialBufferS) {
+          if (st.playbackReported || st.playbackTimer !== null) return;
+          const configured = typeof opts.playbackDelayMs === "function" ? opts.playbackDelayMs() : opts.playbackDelayMs;
+          const delay = wasPlaying ? 0 : configured ?? Math.round(initialBufferS * 1000);
+          // Reported when it becomes audible, not predicted: a stop before then means nothing was heard.
+          if (delay <= 0) adapter.playbackStarted(now());
+          else {
+            st.playbackDue = now() + delay;
+            st.playbackTimer = setTimer(() => {
+              st.playbackTimer = null;
+              adapter.playbackStarted(now());
+            }, delay);
           }
-        } catch (_) {
-          /* never into the app */
-        }
-        return out;
-      };
-      streamer.addPCM16 = wrapped;
-      const originalStop = typeof streamer.stop === "function" ? streamer.stop : null;
-      const wrappedStop = function stop(...args) {
-        adapter.playbackStopped();
-        return originalStop.apply(this, args);
-      };
-      if (originalStop) streamer.stop = wrappedStop;
-      // live-api-web-console's AudioStreamer calls onComplete when its queue has played out.
-      const originalComplete = typeof streamer.onComplete === "function" ? streamer.onComplete : null;
-      const wrappedComplete = function onComplete(...args) {
-        adapter.playbackEnded();
-        return originalComplete ? originalComplete.apply(this, args) : undefined;
-      };
-      if ("onComplete" in streamer) streamer.onComplete = wrappedComplete;
-      return () => {
-        if (streamer.addPCM16 === wrapped) streamer.addPCM16 = original;
-        if (originalStop && streamer.stop === wrappedStop) streamer.stop = originalStop;
-        if (streamer.onComplete === wrappedComplete) streamer.onComplete = originalComplete;
-      };
+        },
+        stopped: () => adapter.playbackStopped(),
+        playedOut: () => adapter.playbackEnded(),
+      });
     }),
   };
   return adapter;
