@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from langfuse_server import AGENT, FACTS, PUBLIC_KEY, RESOURCE, SECRET_KEY, FakeLangfuse, run_session
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-from test_langfuse_exporter import AGENT, FACTS, PUBLIC_KEY, RESOURCE, SECRET_KEY, FakeLangfuse, run_session
 
 from gateway import semconv as sc
 from gateway.errors import ConfigError
@@ -35,9 +35,8 @@ AUTHORIZATION = "Basic " + base64.b64encode(f"{PUBLIC_KEY}:{SECRET_KEY}".encode(
 
 @pytest.fixture
 def fake() -> Iterator[FakeLangfuse]:
-    server = FakeLangfuse()
-    yield server
-    server.close()
+    with FakeLangfuse() as server:
+        yield server
 
 
 def exporter_for(fake: FakeLangfuse, **settings: Any) -> LangfuseSpanExporter:
