@@ -9,10 +9,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import events as ev
+from gateway.api.events_endpoint import PostEvents
 from gateway.api.http import JSONResponse, bearer_token, client_of, guard_of, read_body, service_of
 from gateway.api.minting import authorize_creation, mint_for, minter_of
 from gateway.api.openapi import openapi_document
-from gateway.service import body_events, checked_sent_at
+from gateway.service import checked_sent_at
 
 
 def authorize(request: Request, session_id: str) -> None:
@@ -35,14 +36,8 @@ async def create_session(request: Request) -> Response:
     return JSONResponse(created, status_code=201)
 
 
-async def post_events(request: Request) -> Response:
-    session_id = request.path_params["session_id"]
-    authorize(request, session_id)
-    service = service_of(request)
-    events, sent_at, prefix = body_events(await read_body(request, service.settings.max_body_bytes))
-    guard_of(request).events(client_of(request), session_id, len(events))
-    result = await service.ingest(session_id, events, sent_at, prefix)
-    return JSONResponse(result.to_json(), status_code=202)
+# A plain ASGI app rather than a function endpoint: one request per event for some clients (events_endpoint.py).
+post_events = PostEvents()
 
 
 async def end_session(request: Request) -> Response:
