@@ -26,12 +26,23 @@ from gateway.service import SessionService, body_events
 _CONTENT_TYPE = (b"content-type", b"application/json")
 
 
+async def send_accepted(send: Send, body: bytes) -> None:
+    """The 202 as Starlette's JSONResponse sends it: the same two headers, in the same order."""
+    await send({"type": "http.response.start", "status": 202,
+                "headers": [(b"content-length", str(len(body)).encode()), _CONTENT_TYPE]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class PostEvents:
     """One event, or ``{"events": [...], "sent_at": ms}``; answers 202 with what was accepted."""
 
     __name__ = "post_events"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_accepted(send, await self.answer(scope, receive))
+
+    async def answer(self, scope: Scope, receive: Receive) -> bytes:
+        """The 202's body; a RequestError for anything refused. Sends nothing: an error is always answered."""
         state = scope["app"].state
         service: SessionService = state.service
         guard: IngestGuard = state.guard
@@ -59,10 +70,7 @@ class PostEvents:
                                   None if forwarded is None else forwarded.decode("latin-1")),
                      session_id, len(events))
         result = await service.ingest(session_id, events, sent_at, prefix)
-        body = orjson.dumps(result.to_json())
-        await send({"type": "http.response.start", "status": 202,
-                    "headers": [(b"content-length", str(len(body)).encode()), _CONTENT_TYPE]})
-        await send({"type": "http.response.body", "body": body})
+        return orjson.dumps(result.to_json())
 
 
 async def receive_body(receive: Receive, limit: int) -> bytes:

@@ -85,9 +85,10 @@ async def openapi(request: Request) -> Response:
 
 
 routes = [
+    # First: no other route matches its paths, and GatewayApp (fast_path.py) relies on the router picking it first.
+    Route("/v1/sessions/{session_id}/events", post_events, methods=["POST"]),
     Route("/v1/sessions", create_session, methods=["POST"]),
     Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
-    Route("/v1/sessions/{session_id}/events", post_events, methods=["POST"]),
     Route("/v1/sessions/{session_id}/end", end_session, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
