@@ -190,6 +190,8 @@ class SessionService:
     def _validate(
         self, raw_events: Sequence[object], prefix: str, result: IngestResult
     ) -> list[tuple[int, ev.Event]]:
+        if len(raw_events) == 1 and isinstance(raw_events[0], ev.BaseEvent):
+            return [(0, cast(ev.Event, raw_events[0]))]  # one event, decoded already: nothing to check or order
         valid: list[tuple[int, ev.Event]] = []
         for index, raw in enumerate(raw_events):
             if isinstance(raw, ev.BaseEvent):  # decoded with its batch already
@@ -201,7 +203,7 @@ class SessionService:
                 result.rejected.append({"index": index, "errors": [e.to_json() for e in exc.errors]})
                 self.metrics.events_rejected.labels("invalid_event").inc()
         # Client order: by seq when every event has one, else as sent.
-        if all(e.seq is not None for _, e in valid):
+        if len(valid) > 1 and all(e.seq is not None for _, e in valid):
             valid.sort(key=lambda item: (item[1].seq or 0, item[0]))
         return valid
 
@@ -296,8 +298,9 @@ class SessionService:
             self.metrics.events_duplicate.inc(result.duplicates)
         if result.limited:
             self.metrics.events_rejected.labels("session_limit").inc(result.limited)
+        accepted = self.metrics.accepted
         for kind, count in result.accepted_types.items():
-            self.metrics.accepted(kind).inc(count)
+            accepted(kind).inc(count)
 
     def _emit(self, emission: Emission) -> None:
         # Metrics count every session, traced or not.
