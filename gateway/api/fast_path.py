@@ -7,13 +7,14 @@ tenth of the request. ``GatewayApp`` does what those layers would do for this on
 same route regex on the same path (the route comes first in the router, so the router would pick it too),
 the same scope keys, the app's own exception handlers by the exception's class as ``ExceptionMiddleware``
 looks them up, and the 500 handler then the exception re-raised to the server as ``ServerErrorMiddleware``
-does. Only with no user middleware (CORS adds headers) and no app-wide body limit; everything else goes
-through Starlette as before.
+does. With the gateway's CORS configured, its answer to a POST is what its middleware does for one: the same
+headers added to what is sent (the 202 and handled errors, not the 500, which is sent outside it). Any other
+middleware, or an app-wide body limit, and everything goes through Starlette as before.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from starlette._utils import get_route_path, is_async_callable
 from starlette.applications import Starlette
@@ -23,6 +24,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from gateway.api.cors import PathCORS
 from gateway.api.events_endpoint import PostEvents, send_accepted
 
 
@@ -35,19 +37,45 @@ class GatewayApp(Starlette):
         if (isinstance(first, Route) and isinstance(first.endpoint, PostEvents)
                 and first.methods == {"POST"} and first.app is first.endpoint):
             self._direct, self._endpoint = first, first.endpoint
+        self._front: tuple[bool, PathCORS | None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._direct
-        if (route is not None and scope["type"] == "http" and scope["method"] == "POST" and not self.user_middleware
-                and self.max_body_size is None and not self.debug):
-            match = route.path_regex.match(get_route_path(scope))
-            if match is not None:
-                await self._post_events(route, match.groupdict(), scope, receive, send)
-                return
+        if route is not None and scope["type"] == "http" and scope["method"] == "POST":
+            direct, cors = self._front or self._in_front()
+            if direct:
+                match = route.path_regex.match(get_route_path(scope))
+                if match is not None:
+                    await self._post_events(route, match.groupdict(), scope, receive, send, cors)
+                    return
         await super().__call__(scope, receive, send)
 
+    @property
+    def direct(self) -> bool:
+        """Whether the events route's POSTs take the direct way (with this app's middleware as it is now)."""
+        return self._direct is not None and (self._front or self._in_front())[0]
+
+    def _in_front(self) -> tuple[bool, PathCORS | None]:
+        """Whether the direct way may be taken, and the CORS middleware to answer through: none, or the
+        gateway's ``PathCORS`` alone (its answer for a POST is a wrapped ``send``). Settled once the middleware
+        stack is built (Starlette refuses new middleware from then on)."""
+        if self.max_body_size is not None or self.debug:
+            front: tuple[bool, PathCORS | None] = (False, None)
+        elif not self.user_middleware:
+            front = (True, None)
+        elif len(self.user_middleware) == 1 and cast(object, self.user_middleware[0].cls) is PathCORS:
+            if self.middleware_stack is None:
+                self.middleware_stack = self.build_middleware_stack()
+            cors = getattr(self.middleware_stack, "app", None)  # inside ServerErrorMiddleware
+            front = (True, cors) if isinstance(cors, PathCORS) else (False, None)
+        else:
+            front = (False, None)
+        if self.middleware_stack is not None:
+            self._front = front
+        return front
+
     async def _post_events(self, route: Route, params: dict[str, str], scope: Scope, receive: Receive,
-                           send: Send) -> None:
+                           send: Send, cors: PathCORS | None) -> None:
         assert self._endpoint is not None
         # What the router would have put there (the path's only convertor is str's, which keeps the text).
         scope["app"] = self
@@ -55,22 +83,25 @@ class GatewayApp(Starlette):
         scope["route"] = route
         scope["endpoint"] = route.endpoint
         scope["path_params"] = params
+        # CORS sits inside the error middleware and outside the exception middleware: its headers go on the
+        # 202 and on handled errors, not on the 500.
+        inner = send if cors is None else cors.simple_send(scope, send)
         try:
             body = await self._endpoint.answer(scope, receive)
         except Exception as exc:
-            await self._failed(exc, scope, receive, send)
+            await self._failed(exc, scope, receive, send, inner)
             return
         # Failures to send propagate as they would through Starlette once a response has started.
-        await send_accepted(send, body)
+        await send_accepted(inner, body)
 
-    async def _failed(self, exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _failed(self, exc: Exception, scope: Scope, receive: Receive, send: Send, inner: Send) -> None:
         """Nothing was sent yet (``answer`` sends nothing): the handler ``ExceptionMiddleware`` would pick, else
         the 500 handler and the exception re-raised, as ``ServerErrorMiddleware`` does."""
         handler = self._handler_for(exc)
         if handler is not None:
-            response = await _call(handler, Request(scope, receive, send), exc)
+            response = await _call(handler, Request(scope, receive, inner), exc)
             if response is not None:
-                await response(scope, receive, send)
+                await response(scope, receive, inner)
             exc.__traceback__ = None  # as ExceptionMiddleware does: a reused exception gathers no tracebacks
             return
         fallback = self.exception_handlers.get(500) or self.exception_handlers.get(Exception)
