@@ -35,7 +35,7 @@ CATEGORIES = [
     ("event validation (msgspec, from the body's bytes)", "body_events (|SessionService._validate ("),
     ("session state machine, dedup, clock (service._apply, machine)", "SessionService._apply ("),
     ("rate limits, client address", "IngestGuard."),
-    ("request body read (http.read_body)", "read_body (|read_json ("),
+    ("request body read (http.read_body)", "read_body (|read_json (|receive_body ("),
     ("response: JSON encoding", "JSONResponse.render ("),
     ("rest of the gateway's request handling (routes, service glue)", "@gateway"),
     ("HTTP server and event loop (uvicorn, httptools, uvloop, starlette)", "@thread:MainThread"),

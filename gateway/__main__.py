@@ -33,6 +33,14 @@ class _RedactTokens(logging.Filter):
         return True
 
 
+def access_log_written(log_level: str) -> bool:
+    """Whether uvicorn's access log lines (INFO) pass ``log_level``. When they do not, the access log is off:
+    uvicorn would otherwise still format each line's arguments (client address, quoted path) on every request,
+    only for the logger to drop the line."""
+    level: int = logging.getLevelNamesMapping()[log_level.upper()]
+    return level <= logging.INFO
+
+
 def _draining_server(config: uvicorn.Config, app: Starlette, drain_s: float, grace_s: float) -> uvicorn.Server:
     """uvicorn's server with a drain period between the stop signal and its shutdown.
 
@@ -96,7 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on",
         timeout_graceful_shutdown=int(telemetry.settings.shutdown_grace_s) or None,
-        proxy_headers=False, server_header=False,
+        proxy_headers=False, server_header=False, access_log=access_log_written(args.log_level),
     )
     # Building the server configures uvicorn's loggers, so the filter goes on after it.
     server = _draining_server(config, app, telemetry.settings.drain_s, telemetry.settings.shutdown_grace_s)

@@ -24,6 +24,7 @@ from gateway.analytics.voice_metrics import VoiceMetrics
 from gateway.api import compat, routes, ui
 from gateway.api import recordings as recording_routes
 from gateway.api.cors import cors_middleware
+from gateway.api.fast_path import GatewayApp
 from gateway.api.http import JSONResponse
 from gateway.delivery.drain import OutboxDrain
 from gateway.delivery.export_queue import RetryingBatchProcessor
@@ -169,7 +170,8 @@ def create_app(
 
     # Credentials only on the compatibility routes, whose frontend posts with its cookies; v1 never takes them.
     middleware = cors_middleware(settings)
-    app = Starlette(
+    # Starlette, with a direct way to the events route (gateway/api/fast_path.py).
+    app = GatewayApp(
         routes=[*routes.routes, *recording_routes.routes, *compat.routes, *ui.routes,
                 Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
         middleware=middleware,

@@ -30,19 +30,26 @@ class RateLimiter:
 
     def acquire(self, key: str, cost: float = 1.0) -> float:
         """Take ``cost`` tokens; returns 0 when allowed, else the seconds until it would be."""
-        if self.rate <= 0:
+        rate = self.rate
+        if rate <= 0:
             return 0.0
         now = self._clock()
-        cost = min(cost, self.burst)  # a batch larger than the burst still passes once the bucket is full
-        full_at = max(self._full_at.pop(key, now), now) + cost / self.rate
-        over = full_at - now - self.burst / self.rate
+        burst = self.burst
+        if cost > burst:
+            cost = burst  # a batch larger than the burst still passes once the bucket is full
+        buckets = self._full_at
+        full_at = buckets.pop(key, now)
+        if full_at < now:
+            full_at = now
+        full_at += cost / rate
+        over = full_at - now - burst / rate
         if over > 1e-9:  # not float dust from adding up costs
             # Refused: nothing taken. The key goes back as it was (most recently used).
-            self._full_at[key] = full_at - cost / self.rate
+            buckets[key] = full_at - cost / rate
             return over
-        self._full_at[key] = full_at
-        while len(self._full_at) > self._max_keys:
-            self._full_at.popitem(last=False)  # the least recently used key: a full bucket by now, most likely
+        buckets[key] = full_at
+        while len(buckets) > self._max_keys:
+            buckets.popitem(last=False)  # the least recently used key: a full bucket by now, most likely
         return 0.0
 
 

@@ -167,3 +167,25 @@ def test_session_event_and_open_tool_limits_reject_per_event() -> None:
         # The limit refuses new events but the session still ends normally, with its spans.
         end = client.post(f"/v1/sessions/{s['session_id']}/end", json={}, headers=auth(s))
         assert end.status_code == 200 and end.json()["tool_calls"] == 2
+
+
+def test_tokens_in_use_are_answered_from_memory_with_their_scope_and_expiry_in_bounded_memory() -> None:
+    signer = TokenSigner("k" * 32, 60)
+    tokens = [signer.issue(f"s{i}").token for i in range(1500)]
+    for _ in range(2):
+        for i, token in enumerate(tokens):
+            signer.verify(token, f"s{i}")
+    assert len(signer._hot) <= 1024  # more sessions posting than it holds: it starts over, never grows
+    for token in (tokens[-1], tokens[0]):
+        signer.verify(token, "s1499" if token is tokens[-1] else "s0")
+        with pytest.raises(Forbidden):
+            signer.verify(token, "s7")
+    expired = signer.issue("a", now=time.time() - 3600).token
+    for _ in range(3):
+        with pytest.raises(Unauthorized, match="expired"):
+            signer.verify(expired, "a")
+    replica = TokenSigner("k" * 32, 60)  # never issued it: verifies the signature once, then remembers
+    for _ in range(2):
+        replica.verify(tokens[5], "s5")
+        with pytest.raises(Forbidden):
+            replica.verify(tokens[5], "s6")

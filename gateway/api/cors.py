@@ -3,6 +3,9 @@ v1 routes never do (their token travels in a header or the query)."""
 
 from __future__ import annotations
 
+import functools
+
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,8 +30,16 @@ class PathCORS:
             allow_credentials=True, max_age=600)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.policy(scope)(scope, receive, send)
+
+    def policy(self, scope: Scope) -> CORSMiddleware:
         compat = scope["type"] == "http" and str(scope.get("path", "")).startswith(COMPAT_PREFIX)
-        await (self.credentialed if compat else self.plain)(scope, receive, send)
+        return self.credentialed if compat else self.plain
+
+    def simple_send(self, scope: Scope, send: Send) -> Send:
+        """``send`` as this policy's middleware wraps it for a request that is not a preflight (any method but
+        OPTIONS): its answer gets the CORS headers the request's Origin calls for."""
+        return functools.partial(self.policy(scope).send, send=send, request_headers=Headers(scope=scope))
 
 
 def credentialed_origins(settings: GatewaySettings) -> bool:

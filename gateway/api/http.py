@@ -37,12 +37,16 @@ def client_of(request: Request) -> str:
     return guard_of(request).client(peer, request.headers.get("x-forwarded-for"))
 
 
+def check_declared_length(declared: str | None, limit: int) -> None:
+    """Refuse a body whose Content-Length already says it is over ``limit``, before reading any of it."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body's bytes, at most ``limit`` of them, whatever its content type: sendBeacon sends strings as
     text/plain, and every body is JSON."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    check_declared_length(request.headers.get("content-length"), limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -65,11 +69,18 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 def bearer_token(request: Request, query: bool = True) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, value = auth.partition(" ")
+    token = header_bearer(request.headers.get("authorization", ""))
+    if token is not None:
+        return token
+    return request.query_params.get("token") if query else None
+
+
+def header_bearer(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header's value, else None."""
+    scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.query_params.get("token") if query else None
+    return None
 
 
 def require_admin(request: Request, needs: str, query: bool = False) -> None:
