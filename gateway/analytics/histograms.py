@@ -1,0 +1,111 @@
+"""A histogram series' values recorded together, with what ``Histogram.record`` would make of them one by one.
+
+Why: in the pinned SDK one ``Histogram.record`` costs some 20 µs (a ``Measurement`` that cleans the
+attributes again, the exemplar filter, and per reader and view the attributes copied and hashed into the
+series key, then the aggregation under its lock), and the OTel API has no bulk record. A request's spans
+give a few values per series; recorded here, the series key is worked out once per series (and cached), and
+each value costs only the aggregation's own ``aggregate``.
+
+How: the SDK's own path below ``record``, kept whole where it decides anything: every reader's storage,
+every view's match of the instrument (so a view's attribute filter, another aggregation, drop, temporality
+and the cardinality limit apply as before), the same series key (``_hash_attributes`` of the view-filtered
+attributes), the series' aggregation created the same way, and each value handed to its ``aggregate`` in
+order, so counts, sums, bucket counts, minimum and maximum come out bit for bit as from ``record``.
+
+Where that path would need what it skips, each value goes through ``record`` instead: an instrument that
+is not the SDK's (the API's no-op or proxy), a meter configured off, an exemplar filter that may sample
+(anything but always_off, or trace_based outside a sampled span: the gateway records outside any span, so
+the default filter never samples), a value ``record`` refuses (negative, not finite, which it logs), or an
+SDK without these internals. ``tests/analytics/test_histograms.py`` compares both paths' exported points.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.context import get_current
+from opentelemetry.metrics import Histogram
+
+Labels = tuple[tuple[str, str], ...]
+_MAX_KEYS = 10_000
+
+try:  # the SDK's internals as of the pinned version (pyproject); without them, record() per value
+    from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
+    from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOffExemplarFilter, TraceBasedExemplarFilter
+    from opentelemetry.sdk.metrics._internal.instrument import _Histogram as _SdkHistogram
+    from opentelemetry.sdk.metrics._internal.measurement import Measurement
+    from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
+
+    _INTERNALS = True
+except ImportError:  # pragma: no cover - another SDK version
+    _INTERNALS = False
+
+
+class HistogramRecorder:
+    """Records series of values into SDK histograms; holds the series keys it worked out."""
+
+    def __init__(self) -> None:
+        # (view match, label set) -> (the attributes the view keeps, their series key)
+        self._keys: dict[tuple[object, Labels], tuple[dict[str, Any], Any]] = {}
+
+    def record(self, histogram: Histogram, labels: Labels, attributes: Mapping[str, str],
+               values: Sequence[float]) -> None:
+        """``histogram.record(value, attributes)`` for each of ``values``, in order; ``attributes`` is
+        ``dict(labels)``."""
+        if not (_INTERNALS and self._aggregate(histogram, labels, attributes, values)):
+            for value in values:
+                histogram.record(value, attributes)
+
+    def _aggregate(self, histogram: Histogram, labels: Labels, attributes: Mapping[str, str],
+                   values: Sequence[float]) -> bool:
+        """False when the values must go through ``record`` (nothing recorded then)."""
+        if type(histogram) is not _SdkHistogram or not histogram._is_enabled():
+            return False
+        consumer = histogram._measurement_consumer
+        if type(consumer) is not SynchronousMeasurementConsumer:
+            return False
+        context = get_current()
+        now = time.time_ns()
+        exemplars = consumer._sdk_config.exemplar_filter
+        if type(exemplars) is TraceBasedExemplarFilter:
+            # Depends on the context only, the same for every value here.
+            if exemplars.should_sample(0.0, now, attributes, context):
+                return False
+        elif type(exemplars) is not AlwaysOffExemplarFilter:
+            return False
+        for value in values:
+            if not math.isfinite(value) or value < 0:
+                return False
+        measurements = [Measurement(value, now, histogram, context, None) for value in values]
+        for storage in consumer._reader_storages.values():
+            for match in storage._get_or_init_view_instrument_match(histogram):
+                kept, key = self._key(match, labels, attributes)
+                if match._reset_on_collect:
+                    with match._lock:  # a delta collection swaps the aggregations: none may be lost
+                        aggregation = match._get_or_create_aggregation(key, kept)
+                        for m in measurements:
+                            aggregation.aggregate(m, False)
+                    continue
+                found = match._attributes_aggregation.get(key)
+                if found is None:
+                    with match._lock:
+                        found = match._get_or_create_aggregation(key, kept)
+                for m in measurements:
+                    found.aggregate(m, False)
+        return True
+
+    def _key(self, match: Any, labels: Labels, attributes: Mapping[str, str]) -> tuple[dict[str, Any], Any]:
+        """As ``_ViewInstrumentMatch.consume_measurement`` builds it from a measurement's attributes."""
+        cached = self._keys.get((match, labels))
+        if cached is None:
+            kept: dict[str, Any] = dict(attributes)
+            view_keys = match._view._attribute_keys
+            if view_keys is not None:
+                kept = {k: v for k, v in kept.items() if k in view_keys}
+            if len(self._keys) >= _MAX_KEYS:
+                self._keys.clear()
+            cached = self._keys[(match, labels)] = (kept, _hash_attributes(kept))
+        return cached
