@@ -26,8 +26,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.context import get_current
+from opentelemetry.context import Context, get_current
 from opentelemetry.metrics import Histogram
+from opentelemetry.trace import get_current_span
 
 Labels = tuple[tuple[str, str], ...]
 _MAX_KEYS = 10_000
@@ -45,36 +46,41 @@ except ImportError:  # pragma: no cover - another SDK version
 
 
 class HistogramRecorder:
-    """Records series of values into SDK histograms; holds the series keys it worked out."""
+    """Records series of values into SDK histograms; holds the attribute dicts and series keys it built."""
 
     def __init__(self) -> None:
+        self._attributes: dict[Labels, dict[str, str]] = {}
         # (view match, label set) -> (the attributes the view keeps, their series key)
         self._keys: dict[tuple[object, Labels], tuple[dict[str, Any], Any]] = {}
 
-    def record(self, histogram: Histogram, labels: Labels, attributes: Mapping[str, str],
-               values: Sequence[float]) -> None:
-        """``histogram.record(value, attributes)`` for each of ``values``, in order; ``attributes`` is
-        ``dict(labels)``."""
-        if not (_INTERNALS and self._aggregate(histogram, labels, attributes, values)):
-            for value in values:
-                histogram.record(value, attributes)
+    def attributes(self, labels: Labels) -> dict[str, str]:
+        """The same dict object for the same label set: built once, so a ``record`` only hashes it."""
+        attrs = self._attributes.get(labels)
+        if attrs is None:
+            if len(self._attributes) >= _MAX_KEYS:
+                self._attributes.clear()
+            attrs = self._attributes[labels] = dict(labels)
+        return attrs
 
-    def _aggregate(self, histogram: Histogram, labels: Labels, attributes: Mapping[str, str],
-                   values: Sequence[float]) -> bool:
+    def record(self, series: Mapping[tuple[Histogram, Labels], Sequence[float]]) -> None:
+        """``histogram.record(value, dict(labels))`` for each value of each (histogram, labels) series, in
+        order within a series."""
+        context = get_current()
+        fast = _INTERNALS and not _may_sample_exemplars(context)
+        now = time.time_ns()
+        for (histogram, labels), values in series.items():
+            if not (fast and self._aggregate(histogram, labels, values, context, now)):
+                attributes = self.attributes(labels)
+                for value in values:
+                    histogram.record(value, attributes)
+
+    def _aggregate(self, histogram: Histogram, labels: Labels, values: Sequence[float], context: Context,
+                   now: int) -> bool:
         """False when the values must go through ``record`` (nothing recorded then)."""
         if type(histogram) is not _SdkHistogram or not histogram._is_enabled():
             return False
         consumer = histogram._measurement_consumer
-        if type(consumer) is not SynchronousMeasurementConsumer:
-            return False
-        context = get_current()
-        now = time.time_ns()
-        exemplars = consumer._sdk_config.exemplar_filter
-        if type(exemplars) is TraceBasedExemplarFilter:
-            # Depends on the context only, the same for every value here.
-            if exemplars.should_sample(0.0, now, attributes, context):
-                return False
-        elif type(exemplars) is not AlwaysOffExemplarFilter:
+        if type(consumer) is not SynchronousMeasurementConsumer or not _filter_never_samples(consumer):
             return False
         for value in values:
             if not math.isfinite(value) or value < 0:
@@ -82,7 +88,7 @@ class HistogramRecorder:
         measurements = [Measurement(value, now, histogram, context, None) for value in values]
         for storage in consumer._reader_storages.values():
             for match in storage._get_or_init_view_instrument_match(histogram):
-                kept, key = self._key(match, labels, attributes)
+                kept, key = self._key(match, labels)
                 if match._reset_on_collect:
                     with match._lock:  # a delta collection swaps the aggregations: none may be lost
                         aggregation = match._get_or_create_aggregation(key, kept)
@@ -97,11 +103,11 @@ class HistogramRecorder:
                     found.aggregate(m, False)
         return True
 
-    def _key(self, match: Any, labels: Labels, attributes: Mapping[str, str]) -> tuple[dict[str, Any], Any]:
+    def _key(self, match: Any, labels: Labels) -> tuple[dict[str, Any], Any]:
         """As ``_ViewInstrumentMatch.consume_measurement`` builds it from a measurement's attributes."""
         cached = self._keys.get((match, labels))
         if cached is None:
-            kept: dict[str, Any] = dict(attributes)
+            kept: dict[str, Any] = dict(labels)
             view_keys = match._view._attribute_keys
             if view_keys is not None:
                 kept = {k: v for k, v in kept.items() if k in view_keys}
@@ -109,3 +115,14 @@ class HistogramRecorder:
                 self._keys.clear()
             cached = self._keys[(match, labels)] = (kept, _hash_attributes(kept))
         return cached
+
+
+def _may_sample_exemplars(context: Context) -> bool:
+    """Whether the default filter (trace_based) would offer a value recorded now: inside a sampled span."""
+    return bool(get_current_span(context).get_span_context().trace_flags.sampled)
+
+
+def _filter_never_samples(consumer: Any) -> bool:
+    """With a context outside a sampled span (``_may_sample_exemplars``): trace_based depends on it only."""
+    kind = type(consumer._sdk_config.exemplar_filter)
+    return kind is AlwaysOffExemplarFilter or kind is TraceBasedExemplarFilter

@@ -71,6 +71,8 @@ MAX_TOKENS = 10**12
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:  # the usual case, first: a bool is not one
+        return value if 0 <= value <= MAX_TOKENS else min(MAX_TOKENS, max(0, value))
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return 0
     return min(MAX_TOKENS, max(0, int(value)))
@@ -78,9 +80,13 @@ def _int(value: Any) -> int:
 
 def _get(data: Mapping[str, Any], *names: str) -> Any:
     for name in names:
-        if name in data:
-            return data[name]
+        value = data.get(name, _ABSENT)
+        if value is not _ABSENT:
+            return value
     return None
+
+
+_ABSENT = object()
 
 
 def _by_modality(details: Any) -> dict[str, int]:

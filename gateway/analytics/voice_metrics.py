@@ -97,7 +97,6 @@ class VoiceMetrics:
             ("voice.cost", "USD", "Priced usage", self.cost),
         ):
             meter.create_observable_counter(name, callbacks=[sums.observe], unit=unit, description=description)
-        self._label_dicts: dict[Labels, dict[str, str]] = {}
         self._seen_values: dict[str, set[str]] = {}
         self._bases: dict[tuple[tuple[str, str], ...], Labels] = {}
         self._histograms = HistogramRecorder()
@@ -113,15 +112,6 @@ class VoiceMetrics:
             seen.add(value)
             return value
         return sc.END_OTHER
-
-    def _attrs(self, labels: Labels) -> dict[str, str]:
-        """The same dict object for the same label set: built once, so each record call only hashes it."""
-        attrs = self._label_dicts.get(labels)
-        if attrs is None:
-            if len(self._label_dicts) > 10_000:
-                self._label_dicts.clear()
-            attrs = self._label_dicts[labels] = dict(labels)
-        return attrs
 
     def _base(self, labels: Mapping[str, str]) -> Labels:
         """The session's labels, bounded and sorted: cached, since a value once kept (or sent to "other") stays
@@ -167,8 +157,8 @@ class VoiceMetrics:
                 interruptions = a.get(sc.VOICE_SESSION_INTERRUPTION_COUNT)
                 if isinstance(interruptions, int) and interruptions:
                     _count(pending, self.interruptions, base, interruptions)
-        for (histogram, series), recorded in values.items():
-            self._histograms.record(histogram, series, self._attrs(series), recorded)
+        if values:
+            self._histograms.record(values)
         for sums, increments in pending.items():
             sums.add_all(increments)
 

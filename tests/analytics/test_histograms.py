@@ -14,6 +14,7 @@ from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOnExemplarFilter
 from opentelemetry.sdk.metrics._internal.instrument import _Histogram
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import DropAggregation, ExponentialBucketHistogramAggregation, View
+from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.analytics.histograms import HistogramRecorder
 
@@ -54,7 +55,7 @@ def run(record_together: bool, series: Sequence[tuple[Labels, Sequence[float]]],
     for labels, values in series:
         attributes = dict(labels)
         if record_together:
-            recorder.record(histogram, labels, attributes, values)
+            recorder.record({(histogram, labels): values})
         else:
             for value in values:
                 histogram.record(value, attributes)
@@ -111,3 +112,20 @@ def test_with_the_default_exemplar_filter_outside_a_span_no_value_takes_record_o
     monkeypatch.setattr(_Histogram, "record", refuse)
     assert run(True, [(TURN, VALUES)]) == expected
     assert run(True, [(TURN, VALUES)], delta=True, collect_between=True) == expected
+
+
+def test_inside_a_sampled_span_the_default_filter_keeps_its_exemplars() -> None:
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("request"):
+        got = same_either_way([(TURN, VALUES)])
+    assert got[0]["exemplars"] and got[0]["count"] == len(VALUES)
+
+
+def test_several_histograms_and_series_in_one_call_each_get_their_own_values() -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    turns, tools = meter.create_histogram("voice.turn.duration"), meter.create_histogram("voice.tool.duration")
+    HistogramRecorder().record({(turns, TURN): VALUES[:5], (tools, TURN): VALUES[5:], (turns, TOOL): [1.0]})
+    got = {(p["name"], tuple(p["attributes"].items())): (p["count"], p["sum"]) for p in points(reader)}
+    assert got == {("voice.turn.duration", TURN): (5, sum(VALUES[:5])),
+                   ("voice.tool.duration", TURN): (4, sum(VALUES[5:])), ("voice.turn.duration", TOOL): (1, 1.0)}
