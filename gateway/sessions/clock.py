@@ -46,7 +46,7 @@ def event_time_ns(state: SessionState, event: ev.Event, received_ns: int, skew: 
         return max(state.last_event_ns, received_ns) if state.first_event_ns is not None else received_ns
     if skew is None:
         skew = skew_ns(state)
-    t = (int(ts * 1_000_000) if type(ts) is not datetime else int(ts.timestamp() * 1e9)) + skew
+    t = (int(ts.timestamp() * 1e9) if isinstance(ts, datetime) else int(ts * 1_000_000)) + skew
     if t > received_ns + _MAX_AHEAD_NS:
         t = received_ns
     if state.first_event_ns is None:
