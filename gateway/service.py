@@ -41,6 +41,7 @@ from gateway.sessions.state import (
     TraceRef,
     new_span_id,
     new_trace_id,
+    shared_tags,
 )
 from gateway.sessions.store import SessionStore
 from gateway.sessions.summary import summarize
@@ -156,7 +157,7 @@ class SessionService:
             provider=_shared(req.provider),
             model=_shared(req.model),
             agent=_shared(req.agent),
-            tags=[sys.intern(t) for t in dict.fromkeys(req.tags)],
+            tags=shared_tags(req.tags),
             attributes=dict(req.attributes),
             client_sdk=_shared(req.client.sdk) if req.client else None,
             user_agent=_shared(req.client.user_agent) if req.client else None,
@@ -370,7 +371,7 @@ class SessionService:
         """An ended session keeps its summary only: drop what made it big."""
         state.ended_at_ns = now
         state.forget_seen()
-        state.root_events = []
+        state.root_events = ()
         state.transcript = []
         state.tools = {}
 
