@@ -27,6 +27,7 @@ from gateway.analytics.pricing import Pricer
 from gateway.analytics.voice_metrics import VoiceMetrics, session_labels
 from gateway.delivery.outbox import SpanEncoder, publish
 from gateway.errors import Conflict, FieldError, NotFound, Overloaded, RequestError, ValidationFailed
+from gateway.frozen import frozen
 from gateway.metrics import GatewayMetrics
 from gateway.recordings import service as recordings
 from gateway.recordings.trace import annotate as annotate_recording
@@ -73,7 +74,7 @@ def parse_traceparent(header: str | None) -> SpanContext | None:
     return None if ctx == INVALID_SPAN_CONTEXT or not ctx.is_valid else ctx
 
 
-@dataclass(frozen=True)
+@frozen
 class Emission:
     """What one committed mutation hands on: spans that finished (for metrics) and spans to export."""
 

@@ -26,6 +26,7 @@ from typing import Final, NamedTuple, cast
 from genai_prices import data_snapshot, types
 
 from gateway.analytics.usage import Usage
+from gateway.frozen import frozen
 from gateway.semconv import VOICE_COST_ESTIMATED, VOICE_COST_PREFIX
 
 log = logging.getLogger("gateway.analytics.pricing")
@@ -60,7 +61,7 @@ _MAX_UNKNOWN: Final = 256
 _OTHER: Final = ("other", "other")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Cost:
     input_usd: float
     output_usd: float

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from gateway.analytics.pricing import Cost
 from gateway.analytics.usage import Usage
+from gateway.frozen import frozen
 
 NO_USAGE = Usage()  # frozen: one instance serves every session that has used nothing yet
 
@@ -99,7 +100,7 @@ class OpenSpan:
     links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of linked spans
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FinishedSpan:
     name: str
     span_id: str
@@ -114,7 +115,7 @@ class FinishedSpan:
     links: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TraceRef:
     """What the export side needs to place a session's spans: nothing else of the state."""
 
