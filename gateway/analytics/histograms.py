@@ -50,8 +50,11 @@ class HistogramRecorder:
 
     def __init__(self) -> None:
         self._attributes: dict[Labels, dict[str, str]] = {}
-        # (view match, label set) -> (the attributes the view keeps, their series key)
-        self._keys: dict[tuple[object, Labels], tuple[dict[str, Any], Any]] = {}
+        # (histogram, label set) -> (the reader storages it was worked out for, and per view match of the
+        # histogram in them: the match, the attributes its view keeps, their series key). A storage's view
+        # matches of an instrument never change once made; the storages change only when a reader is added or
+        # removed, and then replace the mapping (so it is checked by identity).
+        self._plans: dict[tuple[Histogram, Labels], tuple[object, list[tuple[Any, dict[str, Any], Any]]]] = {}
 
     def attributes(self, labels: Labels) -> dict[str, str]:
         """The same dict object for the same label set: built once, so a ``record`` only hashes it."""
@@ -86,35 +89,38 @@ class HistogramRecorder:
             if not math.isfinite(value) or value < 0:
                 return False
         measurements = [Measurement(value, now, histogram, context, None) for value in values]
-        for storage in consumer._reader_storages.values():
-            for match in storage._get_or_init_view_instrument_match(histogram):
-                kept, key = self._key(match, labels)
-                if match._reset_on_collect:
-                    with match._lock:  # a delta collection swaps the aggregations: none may be lost
-                        aggregation = match._get_or_create_aggregation(key, kept)
-                        for m in measurements:
-                            aggregation.aggregate(m, False)
-                    continue
-                found = match._attributes_aggregation.get(key)
-                if found is None:
-                    with match._lock:
-                        found = match._get_or_create_aggregation(key, kept)
-                for m in measurements:
-                    found.aggregate(m, False)
+        for match, kept, key in self._plan(histogram, labels, consumer._reader_storages):
+            if match._reset_on_collect:
+                with match._lock:  # a delta collection swaps the aggregations: none may be lost
+                    aggregation = match._get_or_create_aggregation(key, kept)
+                    for m in measurements:
+                        aggregation.aggregate(m, False)
+                continue
+            found = match._attributes_aggregation.get(key)
+            if found is None:
+                with match._lock:
+                    found = match._get_or_create_aggregation(key, kept)
+            for m in measurements:
+                found.aggregate(m, False)
         return True
 
-    def _key(self, match: Any, labels: Labels) -> tuple[dict[str, Any], Any]:
-        """As ``_ViewInstrumentMatch.consume_measurement`` builds it from a measurement's attributes."""
-        cached = self._keys.get((match, labels))
-        if cached is None:
-            kept: dict[str, Any] = dict(labels)
-            view_keys = match._view._attribute_keys
-            if view_keys is not None:
-                kept = {k: v for k, v in kept.items() if k in view_keys}
-            if len(self._keys) >= _MAX_KEYS:
-                self._keys.clear()
-            cached = self._keys[(match, labels)] = (kept, _hash_attributes(kept))
-        return cached
+    def _plan(self, histogram: Histogram, labels: Labels, storages: Any) -> list[tuple[Any, dict[str, Any], Any]]:
+        cached = self._plans.get((histogram, labels))
+        if cached is not None and cached[0] is storages:
+            return cached[1]
+        plan = []
+        for storage in storages.values():
+            for match in storage._get_or_init_view_instrument_match(histogram):
+                # As _ViewInstrumentMatch.consume_measurement builds the key from a measurement's attributes.
+                kept: dict[str, Any] = dict(labels)
+                view_keys = match._view._attribute_keys
+                if view_keys is not None:
+                    kept = {k: v for k, v in kept.items() if k in view_keys}
+                plan.append((match, kept, _hash_attributes(kept)))
+        if len(self._plans) >= _MAX_KEYS:
+            self._plans.clear()
+        self._plans[(histogram, labels)] = (storages, plan)
+        return plan
 
 
 def _may_sample_exemplars(context: Context) -> bool:

@@ -129,3 +129,24 @@ def test_several_histograms_and_series_in_one_call_each_get_their_own_values() -
     got = {(p["name"], tuple(p["attributes"].items())): (p["count"], p["sum"]) for p in points(reader)}
     assert got == {("voice.turn.duration", TURN): (5, sum(VALUES[:5])),
                    ("voice.tool.duration", TURN): (4, sum(VALUES[5:])), ("voice.turn.duration", TOOL): (1, 1.0)}
+
+
+def test_a_reader_added_later_gets_the_values_recorded_after_it_joined() -> None:
+    def play(record_together: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        first, second = InMemoryMetricReader(), InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[first])
+        histogram = provider.get_meter("test").create_histogram("voice.turn.duration")
+        recorder = HistogramRecorder()
+        for values in (VALUES[:4], VALUES[4:]):
+            if values != VALUES[:4]:
+                provider.add_metric_reader(second)
+            if record_together:
+                recorder.record({(histogram, TURN): values})
+            else:
+                for value in values:
+                    histogram.record(value, dict(TURN))
+        return points(first), points(second)
+
+    together = play(True)
+    assert together == play(False)
+    assert together[0][0]["count"] == len(VALUES) and together[1][0]["count"] == len(VALUES) - 4
