@@ -28,6 +28,7 @@ from typing import Any
 
 from opentelemetry.context import Context, get_current
 from opentelemetry.metrics import Histogram
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, TraceBasedExemplarFilter
 from opentelemetry.trace import get_current_span
 
 Labels = tuple[tuple[str, str], ...]
@@ -35,7 +36,6 @@ _MAX_KEYS = 10_000
 
 try:  # the SDK's internals as of the pinned version (pyproject); without them, record() per value
     from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
-    from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOffExemplarFilter, TraceBasedExemplarFilter
     from opentelemetry.sdk.metrics._internal.instrument import _Histogram as _SdkHistogram
     from opentelemetry.sdk.metrics._internal.measurement import Measurement
     from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer

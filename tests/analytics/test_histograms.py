@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import Histogram, MeterProvider
-from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOnExemplarFilter
+from opentelemetry.sdk.metrics import AlwaysOnExemplarFilter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics._internal.instrument import _Histogram
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import DropAggregation, ExponentialBucketHistogramAggregation, View
