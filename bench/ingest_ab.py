@@ -75,7 +75,7 @@ def _service() -> Any:
 def _create(model: str) -> Any:
     from gateway import events as ev
 
-    return ev.SessionCreate(**CREATE, model=model)
+    return ev.parse_model(ev.SessionCreate, {**CREATE, "model": model})
 
 
 class GcPauses:
@@ -110,35 +110,40 @@ class Worker:
         self.service = _service()
         self.rng = random.Random(7)
         start = time.time() * 1000
-        # Bodies as the server sees them: parsed from JSON text, so every string is a fresh object.
-        self.calls = [json.loads(json.dumps(loadgen.long_session(self.rng, repeats, start))) for _ in range(4)]
-        self.open_events = [json.loads(json.dumps(loadgen.open_turn_events(self.rng, start))) for _ in range(16)]
+        # Bodies as the server reads them: bytes, decoded per request (gateway.service.body_events), so every
+        # string is a fresh object.
+        calls = [loadgen.long_session(self.rng, repeats, start) for _ in range(4)]
+        if mode == "single":
+            self.calls = [[json.dumps(e).encode() for e in events] for events in calls]
+        else:
+            self.calls = [[json.dumps({"events": events[i:i + 50], "sent_at": events[i:i + 50][-1]["ts"]}).encode()
+                           for i in range(0, len(events), 50)] for events in calls]
+        self.counts = [len(events) for events in calls]
+        self.open_bodies = [json.dumps({"events": events, "sent_at": events[-1]["ts"]}).encode()
+                            for events in (loadgen.open_turn_events(self.rng, start) for _ in range(16))]
         # As the gateway's lifespan does once it started (gateway/app.py).
         gc.collect()
         gc.freeze()
         gc.set_threshold(*threshold)
         self.gc = GcPauses()
 
-    async def _play(self, events: list[dict[str, Any]]) -> None:
+    async def _play(self, bodies: list[bytes]) -> None:
+        from gateway.service import body_events
+
         service = self.service
         created = await service.start(_create(self.model), None)
         sid = created["session_id"]
-        if self.mode == "single":
-            for event in events:
-                await service.ingest(sid, [event], None, prefix="")
-        else:
-            for i in range(0, len(events), 50):
-                chunk = events[i:i + 50]
-                await service.ingest(sid, chunk, chunk[-1]["ts"])
+        for body in bodies:
+            events, sent_at, prefix = body_events(body)
+            await service.ingest(sid, events, sent_at, prefix)
         await service.end(sid, "user_disconnect")
 
     def round(self) -> dict[str, float]:
         async def run() -> int:
             n = 0
             for i in range(self.sessions):
-                events = self.calls[i % len(self.calls)]
-                await self._play(events)
-                n += len(events)
+                await self._play(self.calls[i % len(self.calls)])
+                n += self.counts[i % len(self.calls)]
             return n
 
         self.gc.take()
@@ -147,11 +152,13 @@ class Worker:
         return {"ns_per_event": (time.process_time_ns() - t0) / n, **self.gc.take()}
 
     async def _open(self, n: int, end: bool) -> None:
+        from gateway.service import body_events
+
         service = self.service
         for i in range(n):
             created = await service.start(_create(self.model), None)
-            events = self.open_events[i % len(self.open_events)]
-            await service.ingest(created["session_id"], json.loads(json.dumps(events)), events[-1]["ts"])
+            events, sent_at, prefix = body_events(self.open_bodies[i % len(self.open_bodies)])
+            await service.ingest(created["session_id"], events, sent_at, prefix)
             if end:
                 await service.end(created["session_id"], "user_disconnect")
 

@@ -27,6 +27,7 @@ from gateway.analytics.pricing import Pricer
 from gateway.analytics.voice_metrics import VoiceMetrics, session_labels
 from gateway.delivery.outbox import SpanEncoder, publish
 from gateway.errors import Conflict, FieldError, NotFound, Overloaded, RequestError, ValidationFailed
+from gateway.frozen import frozen
 from gateway.metrics import GatewayMetrics
 from gateway.recordings import service as recordings
 from gateway.recordings.trace import annotate as annotate_recording
@@ -41,6 +42,7 @@ from gateway.sessions.state import (
     TraceRef,
     new_span_id,
     new_trace_id,
+    shared_tags,
 )
 from gateway.sessions.store import SessionStore
 from gateway.sessions.summary import summarize
@@ -48,6 +50,7 @@ from gateway.settings import TEXT_CONTENT_KINDS, GatewaySettings
 from gateway.spans import SpanEmitter
 
 log = logging.getLogger("gateway.sessions")
+_NO_LABELS: dict[str, str] = {}  # an Emission without spans: its labels are never read
 _propagator = TraceContextTextMapPropagator()
 
 
@@ -71,7 +74,7 @@ def parse_traceparent(header: str | None) -> SpanContext | None:
     return None if ctx == INVALID_SPAN_CONTEXT or not ctx.is_valid else ctx
 
 
-@dataclass(slots=True)
+@frozen
 class Emission:
     """What one committed mutation hands on: spans that finished (for metrics) and spans to export."""
 
@@ -156,7 +159,7 @@ class SessionService:
             provider=_shared(req.provider),
             model=_shared(req.model),
             agent=_shared(req.agent),
-            tags=[sys.intern(t) for t in dict.fromkeys(req.tags)],
+            tags=shared_tags(req.tags),
             attributes=dict(req.attributes),
             client_sdk=_shared(req.client.sdk) if req.client else None,
             user_agent=_shared(req.client.user_agent) if req.client else None,
@@ -218,13 +221,18 @@ class SessionService:
             state.skew_ns = offset if state.skew_ns is None else min(state.skew_ns, offset)
         limits = self.settings
         max_events, max_tools = limits.max_events_per_session, limits.max_open_tools_per_session
-        apply, accepted_types = self.machine.apply_into, result.accepted_types  # looked up once per request
+        # Looked up once per request, not per event: the skew changes only above, per batch.
+        apply, accepted_types = self.machine.apply_into, result.accepted_types
+        has_seen, remember, skew = state.has_seen, state.remember, skew_ns(state)
+        accepted = duplicates = 0
         for index, event in events:
-            if state.has_seen(event.id):
-                result.duplicates += 1
+            event_id = event.id
+            if has_seen(event_id):
+                duplicates += 1
                 continue
+            count = state.event_count
             refusal = None
-            if state.event_count >= max_events:
+            if count >= max_events:
                 refusal = f"the session reached its limit of {max_events} events"
             elif event.type == "tool.call" and len(state.tools) >= max_tools:
                 refusal = f"the session has {len(state.tools)} open tool calls, its limit"
@@ -232,11 +240,13 @@ class SessionService:
                 result.rejected.append({"index": index, "errors": [{"path": "", "message": refusal}]})
                 result.limited += 1
                 continue
-            state.remember(event.id)
-            state.event_count += 1
-            apply(state, event, event_time_ns(state, event, now), now, out)
-            result.accepted += 1
+            remember(event_id)
+            state.event_count = count + 1
+            apply(state, event, event_time_ns(state, event, now, skew), now, out)
+            accepted += 1
             accepted_types[event.type] += 1
+        result.accepted += accepted
+        result.duplicates += duplicates
 
     async def ingest(
         self, session_id: str, raw_events: Sequence[object], sent_at_ms: float | None, prefix: str = "events",
@@ -269,21 +279,24 @@ class SessionService:
     def _hold_or_emit(self, state: SessionState, spans: list[FinishedSpan], ended: bool = False) -> Emission:
         """What leaves for the exporters now. An unsampled session under the keep-errored rule holds its
         spans in its state until its end decides: sent whole if it had an error, dropped otherwise."""
+        trace = state.trace
+        if not spans and not ended:  # most requests finish no span
+            return Emission(trace, _NO_LABELS, [], [])
         annotate_recording(state, spans, self.recording_links)
         labels = session_labels(state.provider, state.model, state.agent)
-        trace = state.trace
+        finished = list(spans)  # one copy: neither list is changed once handed on
         if trace.sampled or not self.settings.keep_errored_sessions:
-            return Emission(trace, labels, list(spans), list(spans))
+            return Emission(trace, labels, finished, finished)
         if not ended:
             if state.held_spans is None:
                 state.held_spans = []
             state.held_spans.extend(spans)
-            return Emission(trace, labels, list(spans), [])
+            return Emission(trace, labels, finished, [])
         held, state.held_spans = [*(state.held_spans or ()), *spans], None
         if state.error_count or state.tool_error_count or state.end_reason == sc.END_ERROR:
             self.metrics.sessions_kept_for_error.inc()
-            return Emission(replace(trace, sampled=True), labels, list(spans), held)
-        return Emission(trace, labels, list(spans), [])
+            return Emission(replace(trace, sampled=True), labels, finished, held)
+        return Emission(trace, labels, finished, [])
 
     def _outbox_entry(self, emission: Emission) -> OutboxEntry | None:
         """The spans a mutation finished, encoded for a store's outbox (committed with the state)."""
@@ -363,7 +376,7 @@ class SessionService:
         """An ended session keeps its summary only: drop what made it big."""
         state.ended_at_ns = now
         state.forget_seen()
-        state.root_events = []
+        state.root_events = ()
         state.transcript = []
         state.tools = {}
 

@@ -1,5 +1,14 @@
+from gateway.events import SessionUpdate
 from gateway.sessions.codec import decode, encode
-from gateway.sessions.state import SEEN_IDS_IN_A_LIST, SessionState, TraceRef, new_span_id, new_trace_id
+from gateway.sessions.machine import MachineOptions, SessionMachine
+from gateway.sessions.state import (
+    SEEN_IDS_IN_A_LIST,
+    SessionState,
+    TraceRef,
+    new_span_id,
+    new_trace_id,
+    shared_tags,
+)
 
 
 def fresh() -> SessionState:
@@ -58,3 +67,15 @@ def test_an_id_holding_the_separator_is_deduplicated_without_matching_its_parts(
     assert state.has_seen("a") and not state.has_seen("b")
     back = decode(encode(state))
     assert back.has_seen("a\x1fb") and back.has_seen("a") and not back.has_seen("b")
+
+
+def test_sessions_with_the_same_tags_share_one_tuple_and_an_update_appends_new_tags_once() -> None:
+    first, second = shared_tags(["a", "b", "a"]), shared_tags(["a", "b"])
+    assert first == ("a", "b") and first is second
+    state = fresh()
+    state.tags = first
+    machine = SessionMachine(MachineOptions())
+    machine.apply(state, SessionUpdate(id="u", tags=["c", "a", "c"]), 2)
+    assert state.tags == ("a", "b", "c")
+    back = decode(encode(state))
+    assert back.tags == ("a", "b", "c")

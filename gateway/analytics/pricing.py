@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 from genai_prices import data_snapshot, types
 
 from gateway.analytics.usage import Usage
+from gateway.frozen import frozen
 from gateway.semconv import VOICE_COST_ESTIMATED, VOICE_COST_PREFIX
 
 log = logging.getLogger("gateway.analytics.pricing")
@@ -59,7 +61,7 @@ _MAX_UNKNOWN: Final = 256
 _OTHER: Final = ("other", "other")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Cost:
     input_usd: float
     output_usd: float
@@ -74,10 +76,10 @@ class Cost:
     source: str = SOURCE_TABLE
 
     def __add__(self, other: Cost) -> Cost:
+        # The USD fields by position (they lead, in field order): each turn adds costs, and keywords cost more.
+        usd = cast(_UsdValues, tuple(map(operator.add, _usd(self), _usd(other))))
         return Cost(
-            **{name: getattr(self, name) + getattr(other, name) for name in _USD_FIELDS},
-            estimated=self.estimated or other.estimated,
-            source=self.source if self.source == other.source else SOURCE_MIXED,
+            *usd, self.estimated or other.estimated, self.source if self.source == other.source else SOURCE_MIXED
         )
 
     def __sub__(self, other: Cost) -> Cost:
@@ -95,9 +97,7 @@ class Cost:
 
     def span_attributes(self) -> dict[str, float | bool]:
         attrs: dict[str, float | bool] = {
-            f"{VOICE_COST_PREFIX}{name}": getattr(self, name)
-            for name in _USD_FIELDS
-            if name in _TOTAL_FIELDS or getattr(self, name)
+            key: value for (key, total), value in zip(_USD_ATTRIBUTES, _usd(self), strict=True) if total or value
         }
         attrs[VOICE_COST_ESTIMATED] = self.estimated
         return attrs
@@ -110,6 +110,12 @@ class Cost:
 
 _TOTAL_FIELDS: Final = ("input_usd", "output_usd", "total_usd")
 _USD_FIELDS: Final = tuple(f.name for f in fields(Cost) if f.name.endswith("_usd"))
+# The USD fields lead, in order (Cost.__add__ passes them by position), then estimated and source.
+assert [f.name for f in fields(Cost)] == [*_USD_FIELDS, "estimated", "source"]
+_usd = operator.attrgetter(*_USD_FIELDS)
+_UsdValues = tuple[float, float, float, float, float, float, float, float, float]
+# Each USD field's span attribute, and whether it is reported when zero (the totals are).
+_USD_ATTRIBUTES: Final = tuple((f"{VOICE_COST_PREFIX}{name}", name in _TOTAL_FIELDS) for name in _USD_FIELDS)
 
 
 class _Rates(NamedTuple):

@@ -10,14 +10,16 @@ Browsers forward whatever the model sent: Gemini Live's ``usageMetadata``
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from gateway import semconv
+from gateway.frozen import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
@@ -32,7 +34,7 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         # Positional, in field order: a turn adds usages a few times, and fields() rebuilds its tuple each call.
-        return Usage(*[getattr(self, name) + getattr(other, name) for name in _FIELDS])
+        return Usage(*map(operator.add, _values(self), _values(other)))
 
     def to_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _FIELDS}
@@ -45,25 +47,28 @@ class Usage:
         return not any(self.to_dict().values())
 
     def span_attributes(self) -> dict[str, int]:
-        attrs = {
-            semconv.GEN_AI_USAGE_INPUT_TOKENS: self.input_tokens,
-            semconv.GEN_AI_USAGE_OUTPUT_TOKENS: self.output_tokens,
-            semconv.GEN_AI_USAGE_TEXT_INPUT_TOKENS: self.input_text_tokens,
-            semconv.GEN_AI_USAGE_AUDIO_INPUT_TOKENS: self.input_audio_tokens,
-            semconv.GEN_AI_USAGE_TEXT_OUTPUT_TOKENS: self.output_text_tokens,
-            semconv.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS: self.output_audio_tokens,
-            semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: self.cache_read_input_tokens,
-        }
         # Zero per-modality counts are noise; the two totals are always reported.
-        return {
-            k: v
-            for k, v in attrs.items()
-            if v or k in (semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
-        }
+        attrs = {semconv.GEN_AI_USAGE_INPUT_TOKENS: self.input_tokens,
+                 semconv.GEN_AI_USAGE_OUTPUT_TOKENS: self.output_tokens}
+        for key, value in zip(_MODALITY_ATTRIBUTES, _modalities(self), strict=True):
+            if value:
+                attrs[key] = value
+        return attrs
 
 
 _FIELDS = tuple(f.name for f in fields(Usage))
+_values = operator.attrgetter(*_FIELDS)
+_MODALITY_ATTRIBUTES = (
+    semconv.GEN_AI_USAGE_TEXT_INPUT_TOKENS, semconv.GEN_AI_USAGE_AUDIO_INPUT_TOKENS,
+    semconv.GEN_AI_USAGE_TEXT_OUTPUT_TOKENS, semconv.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS,
+    semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+)
+_modalities = operator.attrgetter("input_text_tokens", "input_audio_tokens", "output_text_tokens",
+                                  "output_audio_tokens", "cache_read_input_tokens")
 _KNOWN = frozenset(_FIELDS)
+_GEMINI_KEYS = frozenset(("promptTokenCount", "prompt_token_count", "responseTokenCount", "response_token_count",
+                          "candidatesTokenCount", "totalTokenCount", "total_token_count", "promptTokensDetails",
+                          "responseTokensDetails"))
 
 # Far above any real count, far below int64 even summed over a long session: a client's absurd number
 # must neither overflow an OTLP attribute nor crash normalization.
@@ -71,6 +76,8 @@ MAX_TOKENS = 10**12
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:  # the usual case, first: a bool is not one
+        return value if 0 <= value <= MAX_TOKENS else min(MAX_TOKENS, max(0, value))
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return 0
     return min(MAX_TOKENS, max(0, int(value)))
@@ -78,9 +85,13 @@ def _int(value: Any) -> int:
 
 def _get(data: Mapping[str, Any], *names: str) -> Any:
     for name in names:
-        if name in data:
-            return data[name]
+        value = data.get(name, _ABSENT)
+        if value is not _ABSENT:
+            return value
     return None
+
+
+_ABSENT = object()
 
 
 def _by_modality(details: Any) -> dict[str, int]:
@@ -148,9 +159,7 @@ def _from_openai(data: Mapping[str, Any]) -> Usage:
 
 def normalize_usage(data: Mapping[str, Any]) -> Usage:
     """Recognize the shape by its keys; unknown keys are ignored, negative or non-numeric counts read as 0."""
-    if any(k in data for k in ("promptTokenCount", "prompt_token_count", "responseTokenCount",
-                               "response_token_count", "candidatesTokenCount", "totalTokenCount",
-                               "total_token_count", "promptTokensDetails", "responseTokensDetails")):
+    if not _GEMINI_KEYS.isdisjoint(data):
         return _from_gemini(data)
     if "input_token_details" in data or "output_token_details" in data:
         return _from_openai(data)

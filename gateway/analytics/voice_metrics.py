@@ -8,10 +8,11 @@ never a session or user id.
 Counters are summed here in plain dicts and read by observable instruments
 when the metric reader collects (once per export interval): one emission (the
 spans a request finished) is summed locally and added under one lock per
-counter, instead of an SDK call per counter and span. Histograms need each
-value (the OTel API has no bulk record, and the SDK no hook to hand it a
-ready aggregation), so they are recorded as they come, with their label sets
-built once and cached, as are each session's base labels.
+counter, instead of an SDK call per counter and span. Histogram values are
+gathered per series over the emission and recorded series by series
+(``gateway.analytics.histograms``: what ``record`` would make of each value, at
+a fraction of its cost). Label sets are built once and cached, as are each
+session's base labels.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
 from gateway import semconv as sc
+from gateway.analytics.histograms import HistogramRecorder
 from gateway.sessions.state import AttrValue, FinishedSpan
 
 _TOKEN_KINDS = (
@@ -34,6 +36,7 @@ _TOKEN_KINDS = (
 _LATENCY_BUCKETS_S = (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 Labels = tuple[tuple[str, str], ...]
 MAX_VALUES_PER_LABEL = 100
+_OPERATION = (sc.GEN_AI_OPERATION_NAME, sc.OPERATION_GENERATE_CONTENT)
 
 
 def _kind(span: FinishedSpan) -> str:
@@ -94,9 +97,9 @@ class VoiceMetrics:
             ("voice.cost", "USD", "Priced usage", self.cost),
         ):
             meter.create_observable_counter(name, callbacks=[sums.observe], unit=unit, description=description)
-        self._label_dicts: dict[Labels, dict[str, str]] = {}
         self._seen_values: dict[str, set[str]] = {}
         self._bases: dict[tuple[tuple[str, str], ...], Labels] = {}
+        self._histograms = HistogramRecorder()
 
     def _bounded(self, key: str, value: str) -> str:
         """Provider, model, agent and tool names come from clients: the first MAX_VALUES_PER_LABEL values of
@@ -109,15 +112,6 @@ class VoiceMetrics:
             seen.add(value)
             return value
         return sc.END_OTHER
-
-    def _attrs(self, labels: Labels) -> dict[str, str]:
-        """The same dict object for the same label set: built once, so each record call only hashes it."""
-        attrs = self._label_dicts.get(labels)
-        if attrs is None:
-            if len(self._label_dicts) > 10_000:
-                self._label_dicts.clear()
-            attrs = self._label_dicts[labels] = dict(labels)
-        return attrs
 
     def _base(self, labels: Mapping[str, str]) -> Labels:
         """The session's labels, bounded and sorted: cached, since a value once kept (or sent to "other") stays
@@ -132,45 +126,48 @@ class VoiceMetrics:
 
     def observe(self, spans: Iterable[FinishedSpan], labels: Mapping[str, str]) -> None:
         base = self._base(labels)
-        # This emission's counter increments, summed here and added to each counter under one lock.
+        # This emission's counter increments and histogram values by series, recorded together at the end.
         pending: dict[_Sums, dict[Labels, list[float]]] = {}
+        values: dict[tuple[Histogram, Labels], list[float]] = {}
         for span in spans:
             kind = _kind(span)
             a = span.attributes
             if kind == sc.SPAN_TURN:
                 with_reason = (*base, ("voice.turn.end_reason", str(a.get(sc.GEN_AI_AGENT_INVOCATION_END_REASON))))
                 _count(pending, self.turns, with_reason, 1)
-                self.turn_duration.record((span.end_ns - span.start_ns) / 1e9, self._attrs(with_reason))
+                _add(values, self.turn_duration, with_reason, (span.end_ns - span.start_ns) / 1e9)
                 ttfa = a.get(sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS)
                 if isinstance(ttfa, int | float):
                     source = (sc.VOICE_LATENCY_SOURCE, str(a.get(sc.VOICE_LATENCY_SOURCE, "unknown")))
-                    self.time_to_first_audio.record(ttfa / 1000, self._attrs((*base, source)))
+                    _add(values, self.time_to_first_audio, (*base, source), ttfa / 1000)
             elif kind == sc.SPAN_INFERENCE:
-                self._usage(a, base, pending)
+                self._usage(a, base, pending, values)
             elif kind == sc.SPAN_TOOL:
                 name = self._bounded(sc.GEN_AI_TOOL_NAME, str(a.get(sc.GEN_AI_TOOL_NAME, "")))
                 tool = (*base, (sc.GEN_AI_TOOL_NAME, name),
                         ("voice.tool.end_reason", str(a.get(sc.VOICE_TOOL_END_REASON, ""))))
-                self.tool_duration.record((span.end_ns - span.start_ns) / 1e9, self._attrs(tool))
+                _add(values, self.tool_duration, tool, (span.end_ns - span.start_ns) / 1e9)
             elif kind == sc.SPAN_CONNECTION:
                 setup = a.get(sc.VOICE_CONNECTION_SETUP_MS)
                 if isinstance(setup, int | float):
-                    self.setup_duration.record(setup / 1000, self._attrs(base))
+                    _add(values, self.setup_duration, base, setup / 1000)
             elif kind == sc.SPAN_SESSION:
                 reason = sc.metric_end_reason(str(a.get(sc.VOICE_SESSION_END_REASON)))
                 _count(pending, self.sessions, (*base, (sc.VOICE_SESSION_END_REASON, reason)), 1)
                 interruptions = a.get(sc.VOICE_SESSION_INTERRUPTION_COUNT)
                 if isinstance(interruptions, int) and interruptions:
                     _count(pending, self.interruptions, base, interruptions)
-        for sums, values in pending.items():
-            sums.add_all(values)
+        if values:
+            self._histograms.record(values)
+        for sums, increments in pending.items():
+            sums.add_all(increments)
 
-    def _usage(self, a: Mapping[str, AttrValue], base: Labels, pending: dict[_Sums, dict[Labels, list[float]]]) -> None:
-        operation = (sc.GEN_AI_OPERATION_NAME, sc.OPERATION_GENERATE_CONTENT)
+    def _usage(self, a: Mapping[str, AttrValue], base: Labels, pending: dict[_Sums, dict[Labels, list[float]]],
+               values: dict[tuple[Histogram, Labels], list[float]]) -> None:
         for token_type, key in (("input", sc.GEN_AI_USAGE_INPUT_TOKENS), ("output", sc.GEN_AI_USAGE_OUTPUT_TOKENS)):
             value = a.get(key)
             if isinstance(value, int):
-                self.token_usage.record(value, self._attrs((*base, ("gen_ai.token.type", token_type), operation)))
+                _add(values, self.token_usage, (*base, ("gen_ai.token.type", token_type), _OPERATION), value)
         for token_type, modality, key in _TOKEN_KINDS:
             value = a.get(key)
             if isinstance(value, int) and value:
@@ -180,6 +177,15 @@ class VoiceMetrics:
             usd = a.get(key)
             if isinstance(usd, int | float) and usd:
                 _count(pending, self.cost, (*base, ("voice.cost.direction", direction)), float(usd))
+
+
+def _add(values: dict[tuple[Histogram, Labels], list[float]], histogram: Histogram, labels: Labels,
+         value: float) -> None:
+    series = values.get((histogram, labels))
+    if series is None:
+        values[(histogram, labels)] = [value]
+    else:
+        series.append(value)
 
 
 def _count(pending: dict[_Sums, dict[Labels, list[float]]], sums: _Sums, labels: Labels, value: float) -> None:

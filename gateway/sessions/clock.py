@@ -29,6 +29,8 @@ from gateway.sessions.state import SessionState
 MAX_AHEAD_MS = 5_000
 MAX_BEFORE_START_MS = 60_000
 LATENCY_ALLOWANCE_MS = 2_000
+_MAX_AHEAD_NS = MAX_AHEAD_MS * 1_000_000
+_MAX_BEFORE_START_NS = MAX_BEFORE_START_MS * 1_000_000
 
 
 def skew_ns(state: SessionState) -> int:
@@ -37,18 +39,21 @@ def skew_ns(state: SessionState) -> int:
     return 0 if 0 <= skew <= LATENCY_ALLOWANCE_MS * 1_000_000 else skew
 
 
-def event_time_ns(state: SessionState, event: ev.Event, received_ns: int) -> int:
+def event_time_ns(state: SessionState, event: ev.Event, received_ns: int, skew: int | None = None) -> int:
+    """``skew``: ``skew_ns(state)``, when the caller has it (it changes once per batch, not per event)."""
     ts = event.ts
     if ts is None:
         return max(state.last_event_ns, received_ns) if state.first_event_ns is not None else received_ns
-    skew = skew_ns(state)
+    if skew is None:
+        skew = skew_ns(state)
     t = (int(ts.timestamp() * 1e9) if isinstance(ts, datetime) else int(ts * 1_000_000)) + skew
-    if t > received_ns + MAX_AHEAD_MS * 1_000_000:
+    if t > received_ns + _MAX_AHEAD_NS:
         t = received_ns
     if state.first_event_ns is None:
-        earliest = state.start_ns - MAX_BEFORE_START_MS * 1_000_000
+        earliest = state.start_ns - _MAX_BEFORE_START_NS
         return t if t >= earliest else state.start_ns
-    return max(state.last_event_ns, t)
+    last = state.last_event_ns
+    return t if t > last else last
 
 
 def settle(state: SessionState, t: int, received_ns: int | None) -> None:

@@ -54,6 +54,7 @@ from gateway.sessions.state import (
     SpanEvent,
     TurnState,
     new_trace_id,
+    shared_tags,
 )
 from gateway.sessions.summary import summarize
 
@@ -545,7 +546,7 @@ class SessionMachine:
         if e.user_id:
             state.user_id = e.user_id
         if e.tags:
-            state.tags.extend(tag for tag in e.tags if tag not in state.tags)
+            state.tags = shared_tags((*state.tags, *e.tags))
         if e.attributes:
             state.attributes = {**state.attributes, **e.attributes}
 

@@ -14,12 +14,14 @@ open, names shared between sessions, and the seen event ids packed into one stri
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.analytics.pricing import Cost
 from gateway.analytics.usage import Usage
+from gateway.frozen import frozen
 
 NO_USAGE = Usage()  # frozen: one instance serves every session that has used nothing yet
 
@@ -53,6 +55,22 @@ AWAIT_TURN_COMPLETE = "turn_complete"  # interrupted while generating: the provi
 AWAIT_PLAYBACK = "playback"  # completed while its audio still plays: a barge-in may yet cut it
 
 
+_TAG_SETS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_MAX_TAG_SETS = 10_000
+
+
+def shared_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """``tags`` without repeats, as one tuple object for every session with the same tags: most sessions of an
+    app carry the same few, and an idle session need not hold a list of its own."""
+    key = tuple(dict.fromkeys(tags))
+    found = _TAG_SETS.get(key)
+    if found is None:
+        if len(_TAG_SETS) >= _MAX_TAG_SETS:
+            _TAG_SETS.clear()
+        found = _TAG_SETS[key] = tuple(sys.intern(tag) for tag in key)
+    return found
+
+
 def new_span_id() -> str:
     # Same source the SDK's RandomIdGenerator uses; zero is not a valid id.
     return f"{random.getrandbits(64) or 1:016x}"
@@ -77,12 +95,12 @@ class OpenSpan:
     start_ns: int
     kind: SpanKindName = "internal"
     attributes: Attrs = field(default_factory=lambda: NO_ATTRIBUTES)  # a dict of its own from the first one on
-    events: Sequence[SpanEvent] = ()  # a list from the first event on (gateway.sessions.records.add_event)
+    events: Sequence[SpanEvent] = ()  # a tuple (gateway.sessions.records.add_event); a list once decoded
     trace_id: str | None = None  # set only when the span lives in a trace other than the session's
     links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of linked spans
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FinishedSpan:
     name: str
     span_id: str
@@ -97,7 +115,7 @@ class FinishedSpan:
     links: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TraceRef:
     """What the export side needs to place a session's spans: nothing else of the state."""
 
@@ -166,7 +184,7 @@ class SessionState:
     provider: str | None = None
     model: str | None = None
     agent: str | None = None
-    tags: list[str] = field(default_factory=list)
+    tags: tuple[str, ...] = ()  # one tuple shared by the sessions that have the same tags (shared_tags)
     attributes: Attrs = field(default_factory=dict)
     client_sdk: str | None = None
     user_agent: str | None = None
@@ -184,7 +202,7 @@ class SessionState:
     pending_speech: PendingSpeech | None = None
     connection: OpenSpan | None = None
     tools: dict[str, OpenSpan] = field(default_factory=lambda: NO_TOOLS)  # a dict of its own from the first call
-    root_events: Sequence[SpanEvent] = ()  # a list from the first event on (gateway.sessions.records.root_event)
+    root_events: Sequence[SpanEvent] = ()  # a tuple (gateway.sessions.records.root_event); a list once decoded
     turn_count: int = 0
     interruption_count: int = 0
     tool_call_count: int = 0
