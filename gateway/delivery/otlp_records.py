@@ -59,19 +59,26 @@ def _len(n: int) -> bytes:
     return _SMALL[n] if n < 0x80 else _varint(n)
 
 
-class _Attributes:
-    """Encoded ``KeyValue`` fields of one message field (span or event attributes), the repeated ones cached.
+_SMALL_INT = 1 << 14  # ints cached by value below this (counts, turn numbers); larger ones are mostly unique
 
-    The generic encoder's path (``otlp_encode._any``) handles every value; the scalar types of span records
-    are written inline here, which is most of the export's CPU. A pair's bytes are cached: the session's
-    facts (ids, provider, model, agent) repeat on every span of a session. Bounded, since values come from
-    clients."""
+
+class _Attributes:
+    """Encoded ``KeyValue`` fields of one message field (span or event attributes).
+
+    Most of the export's CPU goes here, so each value type takes its cheapest way. A string's pair is cached:
+    the session's facts (ids, provider, model, agent) and the constant names repeat on every span of a session.
+    A float is mostly unique (latencies, costs): caching it would only push the repeated strings out of a bounded
+    cache, so it is written from its key's prefix, cached per key (the pair's length does not depend on the
+    value). Booleans, small ints and string lists are cached by value and type (``True == 1 == 1.0``). Bounded,
+    since keys and values come from clients."""
 
     def __init__(self, tag: bytes, limit: int = 4096) -> None:
         self._tag = tag
-        self._keys: dict[str, bytes] = {}
-        self._pairs: dict[tuple[Any, ...], bytes] = {}
         self._limit = limit
+        self._keys: dict[str, bytes] = {}
+        self._strings: dict[tuple[str, str], bytes] = {}
+        self._others: dict[tuple[Any, ...], bytes] = {}
+        self._floats: dict[str, bytes] = {}
 
     def _key(self, key: str) -> bytes:
         encoded = self._keys.get(key)
@@ -84,32 +91,60 @@ class _Attributes:
             self._keys[key] = encoded
         return encoded
 
+    def _pair(self, key: str, any_value: bytes) -> bytes:
+        pair = self._key(key) + _len(len(any_value)) + any_value
+        return self._tag + _len(len(pair)) + pair
+
     def encode(self, attributes: Attrs) -> bytes:
         if not attributes:
             return b""
-        get = self._pairs.get
-        # The usual case, every pair seen before, in one pass. Keys hold the value's type (True == 1 == 1.0); a
-        # list, unhashable, is looked up by its items.
-        parts = [get((k, v, type(v)) if type(v) is not list else (k, tuple(v), list))
-                 for k, v in attributes.items()]
-        if None in parts:
-            for index, (key, value) in enumerate(attributes.items()):
-                if parts[index] is None:
-                    parts[index] = self._miss(key, value)
-        return b"".join(parts)  # type: ignore[arg-type]  # no None left
+        strings, others, floats = self._strings.get, self._others.get, self._floats.get
+        out: list[bytes] = []
+        append = out.append
+        for key, value in attributes.items():
+            kind = type(value)
+            if kind is str:
+                encoded = strings((key, value))  # type: ignore[arg-type]  # a str, just checked
+                if encoded is None:
+                    encoded = self._string(key, value)  # type: ignore[arg-type]
+            elif kind is float:
+                prefix = floats(key)
+                if prefix is None:
+                    prefix = self._float_prefix(key)
+                encoded = prefix + _pack_d(value)
+            else:
+                encoded = others((key, tuple(value), list) if kind is list else (key, value, kind))  # type: ignore[arg-type]
+                if encoded is None:
+                    encoded = self._other(key, value)
+            append(encoded)
+        return b"".join(out)
 
-    def _miss(self, key: str, value: Any) -> bytes:
+    def _string(self, key: str, value: str) -> bytes:
+        raw = value.encode()
+        encoded = self._pair(key, b"\x0a" + _len(len(raw)) + raw)
+        if len(self._strings) >= self._limit:
+            self._strings.clear()
+        self._strings[(key, value)] = encoded
+        return encoded
+
+    def _float_prefix(self, key: str) -> bytes:
+        """Everything of a double's pair before the value's 8 bytes."""
+        key_field = self._key(key)
+        prefix = self._tag + _len(len(key_field) + 10) + key_field + b"\x09\x21"
+        if len(self._floats) >= self._limit:
+            self._floats.clear()
+        self._floats[key] = prefix
+        return prefix
+
+    def _other(self, key: str, value: Any) -> bytes:
         kind = type(value)
         cache_key: tuple[Any, ...] | None = (key, value, kind)
-        if kind is str:
-            raw = value.encode()
-            any_value = b"\x0a" + _len(len(raw)) + raw
-        elif kind is bool:
+        if kind is bool:
             any_value = b"\x10\x01" if value else b"\x10\x00"
         elif kind is int:
             any_value = b"\x18" + _varint(value)
-        elif kind is float:
-            any_value = b"\x21" + _pack_d(value)
+            if not -_SMALL_INT < value < _SMALL_INT:
+                cache_key = None
         elif kind is list and all(type(v) is str for v in value):  # an ArrayValue of string AnyValues
             cache_key = (key, tuple(value), list)
             items = [b"\x0a" + _len(len(raw)) + raw for raw in (v.encode() for v in value)]
@@ -118,12 +153,11 @@ class _Attributes:
         else:  # anything else, as the generic encoder writes it; not cached (its items may be True or 1)
             cache_key = None
             any_value = _any(value)
-        pair = self._key(key) + _len(len(any_value)) + any_value
-        encoded: bytes = self._tag + _len(len(pair)) + pair
+        encoded = self._pair(key, any_value)
         if cache_key is not None:
-            if len(self._pairs) >= self._limit:
-                self._pairs.clear()
-            self._pairs[cache_key] = encoded
+            if len(self._others) >= self._limit:
+                self._others.clear()
+            self._others[cache_key] = encoded
         return encoded
 
 
