@@ -208,8 +208,10 @@ class RecordEncoder:
         self.frame = OtlpEncoder().frame(resource, scope)
         self._span_attributes = _Attributes(_T["span.attributes"])
         self._event_attributes = _Attributes(_T["event.attributes"])
-        self._names: dict[tuple[bytes, str], bytes] = {}
-        self._ids: dict[str, bytes] = {}
+        self._names: dict[str, bytes] = {}
+        self._event_names: dict[str, tuple[bytes, bytes]] = {}
+        self._traces: dict[str, bytes] = {}
+        self._parents: dict[str, bytes] = {}
         limits = limits or SpanLimits()
         self._span_count = _limit(limits.max_span_attributes)
         self._span_length = _limit(limits.max_span_attribute_length)
@@ -223,19 +225,31 @@ class RecordEncoder:
     def request(self, trace: TraceRef, records: Sequence[FinishedSpan]) -> bytes:
         return self.frame.request([self.span(trace, r)[1] for r in records])
 
-    def _name(self, tag: bytes, name: str) -> bytes:
-        """A span or event name's field; names repeat (``user_speech``, ``invoke_agent {agent}``)."""
-        encoded = self._names.get((tag, name))
-        if encoded is None:
-            raw = name.encode()
-            encoded = tag + _len(len(raw)) + raw if raw else b""
-            if len(self._names) >= 1024:
-                self._names.clear()
-            self._names[(tag, name)] = encoded
+    def _name(self, name: str) -> bytes:
+        """A span name's field; names repeat (``user_speech``, ``invoke_agent {agent}``)."""
+        raw = name.encode()
+        encoded = _SPAN_NAME + _len(len(raw)) + raw if raw else b""
+        if len(self._names) >= 1024:
+            self._names.clear()
+        self._names[name] = encoded
+        return encoded
+
+    def _event_name(self, name: str) -> tuple[bytes, bytes]:
+        """An event name's field, and what goes before a timed event's time when it has no attributes: the
+        event's tag and length, then the time's tag (its length does not depend on the time)."""
+        raw = name.encode()
+        field = _EVENT_NAME + _len(len(raw)) + raw if raw else b""
+        encoded = (_SPAN_EVENTS + _len(9 + len(field)) + _EVENT_TIME, field)
+        if len(self._event_names) >= 1024:
+            self._event_names.clear()
+        self._event_names[name] = encoded
         return encoded
 
     def _event(self, event: SpanEvent) -> bytes:
-        payload = (_EVENT_TIME + _pack_q(event.time_ns) if event.time_ns else b"") + self._name(_EVENT_NAME, event.name)
+        head, name = self._event_names.get(event.name) or self._event_name(event.name)
+        if not event.attributes and event.time_ns:  # the usual event: a mark in time
+            return head + _pack_q(event.time_ns) + name
+        payload = (_EVENT_TIME + _pack_q(event.time_ns) if event.time_ns else b"") + name
         if event.attributes:  # none: nothing to cut or count
             attributes, dropped = bounded(event.attributes, self._event_count, self._event_length)
             payload += self._event_attributes.encode(attributes)
@@ -243,28 +257,30 @@ class RecordEncoder:
                 payload += _EVENT_DROPPED + _varint(dropped)
         return _SPAN_EVENTS + _len(len(payload)) + payload
 
-    def _cached_id(self, tag: bytes, key: str, hex_id: str, size: int) -> bytes:
-        """A trace or parent id's field: they repeat across a session's spans."""
-        encoded = self._ids.get(key)
-        if encoded is None:
-            encoded = tag + _id(hex_id, size)
-            if len(self._ids) >= 4096:
-                self._ids.clear()
-            self._ids[key] = encoded
+    def _trace_field(self, trace_id: str) -> bytes:
+        """A trace id's field: it repeats on every span of a session."""
+        encoded = _TRACE_ID + _id(trace_id, 16)
+        if len(self._traces) >= 4096:
+            self._traces.clear()
+        self._traces[trace_id] = encoded
+        return encoded
+
+    def _parent_field(self, parent_id: str) -> bytes:
+        """A parent id's field: the root's and each turn's repeat."""
+        encoded = _PARENT + _id(parent_id, 8)
+        if len(self._parents) >= 4096:
+            self._parents.clear()
+        self._parents[parent_id] = encoded
         return encoded
 
     def span(self, trace: TraceRef, record: FinishedSpan) -> tuple[str, bytes]:
         """(trace id, the span as a ``ScopeSpans.spans`` field)."""
         trace_id = record.trace_id or trace.trace_id
-        ids = self._ids
-        span_id = record.span_id
-        out = [ids.get(trace_id) or self._cached_id(_TRACE_ID, trace_id, trace_id, 16),
-               _SPAN_ID + (bytes.fromhex(span_id) if len(span_id) == 16 else _id(span_id, 8))]
-        parent_id = record.parent_id
-        if parent_id is not None:
-            key = "p" + parent_id  # apart from trace ids: a 16-digit trace id may spell a parent's id
-            out.append(ids.get(key) or self._cached_id(_PARENT, key, parent_id, 8))
-        out += (self._names.get((_SPAN_NAME, record.name)) or self._name(_SPAN_NAME, record.name), _KIND[record.kind])
+        span_id, parent_id, name = record.span_id, record.parent_id, record.name
+        out = [self._traces.get(trace_id) or self._trace_field(trace_id),
+               _SPAN_ID + (bytes.fromhex(span_id) if len(span_id) == 16 else _id(span_id, 8)),
+               b"" if parent_id is None else self._parents.get(parent_id) or self._parent_field(parent_id),
+               self._names.get(name) or self._name(name), _KIND[record.kind]]
         start, end = record.start_ns, record.end_ns
         if start and end:
             out.append(_pack_times(0x39, start, 0x41, end))
@@ -280,7 +296,7 @@ class RecordEncoder:
                 out += (_SPAN_DROPPED, _varint(dropped))
         if record.events:
             events = record.events if self._max_events is None else record.events[:self._max_events]
-            out += [self._event(e) for e in events]
+            out += map(self._event, events)
         for link_trace, link_span in record.links:
             out.append(_field(_T["span.links"], _T["link.trace_id"] + b"\x10" + _id(link_trace, 16)
                               + _T["link.span_id"] + b"\x08" + _id(link_span, 8) + _LINK_FLAGS))
@@ -293,4 +309,8 @@ class RecordEncoder:
             out += (_field(_T["span.status"], message + _ERROR_CODE), _FLAGS_REMOTE if remote else _FLAGS_LOCAL)
         payload = b"".join(out)
         n = len(payload)
-        return trace_id, _SCOPE_SPAN + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+        if n < 0x80:
+            return trace_id, _SCOPE_SPAN + _SMALL[n] + payload
+        if n < 0x4000:
+            return trace_id, _SCOPE_SPAN + bytes((n & 0x7F | 0x80, n >> 7)) + payload
+        return trace_id, _SCOPE_SPAN + _varint(n) + payload
