@@ -33,6 +33,10 @@ def _varint(n: int) -> bytes:
         n += 1 << 64  # int64: two's complement, ten bytes
     if n < 0x80:
         return bytes((n,))
+    if 1 << 56 <= n < 1 << 63:  # nine bytes: a time in Unix nanoseconds (half the loop's cost)
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21 & 0x7F | 0x80,
+                      n >> 28 & 0x7F | 0x80, n >> 35 & 0x7F | 0x80, n >> 42 & 0x7F | 0x80, n >> 49 & 0x7F | 0x80,
+                      n >> 56))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)

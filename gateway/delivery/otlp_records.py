@@ -62,6 +62,16 @@ def _len(n: int) -> bytes:
 _SMALL_INT = 1 << 14  # ints cached by value below this (counts, turn numbers); larger ones are mostly unique
 
 
+class _ByKey(dict[str, dict[str, bytes]]):
+    """Encoded string pairs by key, then by value: two lookups of str keys cost less than hashing a (key, value)
+    tuple."""
+
+    def __missing__(self, key: str) -> dict[str, bytes]:
+        values: dict[str, bytes] = {}
+        self[key] = values
+        return values
+
+
 class _Attributes:
     """Encoded ``KeyValue`` fields of one message field (span or event attributes).
 
@@ -76,7 +86,8 @@ class _Attributes:
         self._tag = tag
         self._limit = limit
         self._keys: dict[str, bytes] = {}
-        self._strings: dict[tuple[str, str], bytes] = {}
+        self._strings = _ByKey()
+        self._string_count = 0
         self._others: dict[tuple[Any, ...], bytes] = {}
         self._floats: dict[str, bytes] = {}
 
@@ -98,13 +109,13 @@ class _Attributes:
     def encode(self, attributes: Attrs) -> bytes:
         if not attributes:
             return b""
-        strings, others, floats = self._strings.get, self._others.get, self._floats.get
+        strings, others, floats = self._strings, self._others.get, self._floats.get
         out: list[bytes] = []
         append = out.append
         for key, value in attributes.items():
             kind = type(value)
             if kind is str:
-                encoded = strings((key, value))  # type: ignore[arg-type]  # a str, just checked
+                encoded = strings[key].get(value)  # type: ignore[arg-type]  # a str, just checked
                 if encoded is None:
                     encoded = self._string(key, value)  # type: ignore[arg-type]
             elif kind is float:
@@ -122,9 +133,11 @@ class _Attributes:
     def _string(self, key: str, value: str) -> bytes:
         raw = value.encode()
         encoded = self._pair(key, b"\x0a" + _len(len(raw)) + raw)
-        if len(self._strings) >= self._limit:
+        if self._string_count >= self._limit:  # all of them, so that the limit bounds keys and values alike
             self._strings.clear()
-        self._strings[(key, value)] = encoded
+            self._string_count = 0
+        self._strings[key][value] = encoded
+        self._string_count += 1
         return encoded
 
     def _float_prefix(self, key: str) -> bytes:
