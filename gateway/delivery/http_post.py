@@ -13,9 +13,11 @@ session's settings as ``requests`` resolves them (``verify``: its CA bundle, a C
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import os
+import socket
 import ssl
 import threading
 from collections.abc import Mapping
@@ -78,6 +80,7 @@ class LeanHttpTransport(BaseHTTPTransport):
         self._conn: http.client.HTTPConnection | None = None
         self._paths: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def _path(self, url: str) -> str:
         path = self._paths.get(url)
@@ -93,6 +96,8 @@ class LeanHttpTransport(BaseHTTPTransport):
                 timeout: float | None = None, data: bytes | None = None) -> BaseHTTPResult:
         with self._lock:
             try:
+                if self._closed:  # the client's immediate retry after ``close`` cut a post short
+                    raise ConnectionAbortedError("the exporter is shut down")
                 path = self._path(url)
                 conn = self._conn
                 if conn is None:
@@ -127,8 +132,19 @@ class LeanHttpTransport(BaseHTTPTransport):
         return isinstance(exception, OSError | http.client.HTTPException)
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
+        """Without waiting for a post in flight (the exporter's shutdown must not wait out its timeout): its
+        socket is shut down, so the post fails now and the queue keeps its batch."""
+        self._closed = True
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not connected (any more)
+                sock.shutdown(socket.SHUT_RDWR)
+        if self._lock.acquire(blocking=False):
+            try:
+                self._drop()
+            finally:
+                self._lock.release()
 
 
 def _plain_session(session: Any) -> bool:

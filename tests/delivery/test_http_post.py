@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from otlp_sink import Collector, Sink
+from otlp_sink import Collector, HungServer, Sink
 
 from gateway.delivery.export import InstrumentedExporter
 from gateway.delivery.http_post import LeanHttpTransport, lean_transport_for
@@ -134,6 +134,25 @@ def test_a_connection_the_collector_closed_is_reopened_and_no_batch_is_lost(expo
         assert collector.bodies == sent
     finally:
         collector.close()
+
+
+def test_shutdown_cuts_a_post_to_a_collector_that_never_answers_short(exporter: Any) -> None:
+    hung = HungServer()
+    try:
+        otlp = exporter(hung.url, OTEL_EXPORTER_OTLP_TIMEOUT="300")  # seconds: far longer than this test waits
+        transport = transport_of(otlp)
+        results: list[SpanExportResult] = []
+        sending = threading.Thread(target=lambda: results.append(otlp.export_encoded(batch(["stuck"]), 1)))
+        sending.start()
+        for _ in range(2000):  # until the post is on the wire
+            if transport._conn is not None and transport._conn.sock is not None:
+                break
+            threading.Event().wait(0.01)
+        otlp.shutdown()  # returns without waiting for the post, and the post fails now, not in 300 s
+        sending.join(timeout=60)
+        assert not sending.is_alive() and results == [SpanExportResult.FAILURE]
+    finally:
+        hung.close()
 
 
 def test_a_proxy_or_a_session_of_its_own_keeps_the_requests_transport(monkeypatch: pytest.MonkeyPatch) -> None:
