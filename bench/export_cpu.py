@@ -61,14 +61,16 @@ BATCH = 512
 KEY = "bench-signing-key-0123456789abcdef0123456789"
 
 
-def best(rounds: int, fn: Callable[[], int]) -> tuple[float, float]:
-    """(best, median) of CPU ns per unit over the rounds; fn returns the number of units it did."""
-    per_unit = []
+def interleaved(rounds: int, steps: list[tuple[str, Callable[[], int]]]) -> dict[str, tuple[float, float]]:
+    """Per step, (best, median) of CPU ns per unit over the rounds; fn returns the number of units it did. The
+    steps take turns within each round, so a ratio between two steps compares them under the same load."""
+    per_unit: dict[str, list[float]] = {name: [] for name, _ in steps}
     for _ in range(rounds):
-        t0 = time.process_time_ns()
-        n = fn()
-        per_unit.append((time.process_time_ns() - t0) / n)
-    return min(per_unit), statistics.median(per_unit)
+        for name, fn in steps:
+            t0 = time.process_time_ns()
+            n = fn()
+            per_unit[name].append((time.process_time_ns() - t0) / n)
+    return {name: (min(v), statistics.median(v)) for name, v in per_unit.items()}
 
 
 def build(sessions: int, seed: int, rounds: int) -> dict[str, Any]:
@@ -222,6 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("sdk_span_path", sdk_span_path), ("span_build", build_spans)]
     exporter = gateway_exporter(args.otlp_endpoint) if args.otlp_endpoint else None
     if exporter is not None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         def export() -> int:
@@ -232,10 +235,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 count += n
             return count
 
-        steps.append(("gateway_exporter", export))
+        # The post alone, the same encoded batches every round: through the gateway's exporter (its lean
+        # transport) and through the stock exporter's client (requests), as an A/B of the transports.
+        posted = gateway_batches("post")
+        stock_client = OTLPSpanExporter()._client
+
+        def post(send: Callable[[bytes, int], bool]) -> Callable[[], int]:
+            def run() -> int:
+                for data, n in posted:
+                    if not send(data, n):
+                        raise RuntimeError("the collector refused a batch")
+                return sum(n for _, n in posted)
+            return run
+
+        steps += [("gateway_exporter", export),
+                  ("post", post(lambda d, n: exporter.export_encoded(d, n) == SpanExportResult.SUCCESS)),
+                  ("post_requests", post(lambda d, n: bool(stock_client.export(d).success)))]
         out["gateway_exporter"] = type(getattr(exporter, "inner", exporter)).__module__
-    for name, fn in steps:
-        lo, med = best(args.rounds, fn)
+        stock = getattr(getattr(exporter, "inner", None), "_stock", None)
+        out["gateway_transport"] = type(stock._client._transport).__name__ if stock is not None else None
+    for name, (lo, med) in interleaved(args.rounds, steps).items():
         out[f"{name}_us_per_span"] = lo / 1000
         out[f"{name}_us_per_span_median"] = med / 1000
     ours = out.get("gateway_exporter_us_per_span", out["records_encode_us_per_span"])

@@ -57,7 +57,7 @@ ADVICE = {
     CATEGORIES[3][0]: "a request's finished span records are written once as OTLP protobuf "
     "(`gateway/delivery/otlp_records.py`, key/value encodings cached per session); the self-time table shows "
     "whether attribute encoding or the request framing dominates. SDK spans are built only for exporters that need "
-    "them (Langfuse, console, gRPC, third-party)",
+    "them (Langfuse, console, third-party)",
     CATEGORIES[4][0]: "OTel metric instruments hash their attribute sets on every measurement (`_hash_attributes`); "
     "fewer measurements per event (aggregate per request), or cached attribute sets, would cut it",
     CATEGORIES[5][0]: "Prometheus label lookups per event; aggregate per request and increment once",

@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from gateway.delivery.export_queue import RetryingBatchProcessor
+from gateway.delivery.grpc_bytes import FastOtlpGrpcExporter, is_stock_grpc
+from gateway.delivery.http_post import lean_transport_for
 from gateway.delivery.otlp_encode import OtlpEncoder
 from gateway.delivery.spool import Spool, decode_batch
 from gateway.metrics import GatewayMetrics
@@ -84,13 +86,13 @@ class InstrumentedExporter(SpanExporter):
         return result
 
     def export_encoded(self, data: bytes, count: int) -> SpanExportResult:
-        """Export spans given as an OTLP request: posted as they are by an OTLP/HTTP exporter, decoded to SDK
-        spans only for any other (Langfuse's view, third-party exporters)."""
+        """Export spans given as an OTLP request: sent as they are by an OTLP exporter (HTTP or gRPC), decoded to
+        SDK spans only for any other (Langfuse's view, third-party exporters)."""
         self.last_status = self.last_retry_after_s = None
         started = time.perf_counter()
         try:
             post = getattr(self.inner, "export_encoded", None)
-            result = post(data) if post is not None else self.inner.export(decode_batch(data))
+            result = post(data, count) if post is not None else self.inner.export(decode_batch(data))
         except Exception:
             log.exception("exporter %s raised; counting %d spans as failed", self.name, count)
             result = SpanExportResult.FAILURE
@@ -116,12 +118,17 @@ _YIELD_EVERY_S = 0.001  # the longest the export thread encodes before handing t
 
 
 class FastOtlpHttpExporter(SpanExporter):
-    """The stock OTLP/HTTP exporter's transport (retries, compression, TLS, headers) with the direct encoder,
-    which writes the same bytes in a fraction of the time (``gateway.delivery.otlp_encode``)."""
+    """The stock OTLP/HTTP exporter's client (retries, compression, TLS, headers) with the direct encoder,
+    which writes the same bytes in a fraction of the time (``gateway.delivery.otlp_encode``), and under it a
+    lean transport in place of ``requests`` where that changes nothing of what is sent (``http_post``)."""
 
     def __init__(self, stock: HttpSpanExporter) -> None:
         self._stock = stock
         self._encoder = OtlpEncoder()
+        client = stock._client
+        lean = lean_transport_for(getattr(client, "_transport", None), str(getattr(client, "_endpoint", "")))
+        if lean is not None:
+            client._transport = lean
 
     @property
     def _client(self) -> Any:
@@ -141,7 +148,7 @@ class FastOtlpHttpExporter(SpanExporter):
             return SpanExportResult.FAILURE
         return self.export_encoded(data)
 
-    def export_encoded(self, data: bytes) -> SpanExportResult:
+    def export_encoded(self, data: bytes, count: int = 0) -> SpanExportResult:
         """Post an OTLP request encoded already (the outbox's bytes)."""
         if getattr(self._stock, "_shutdown", False):
             return SpanExportResult.FAILURE
@@ -156,9 +163,12 @@ class FastOtlpHttpExporter(SpanExporter):
 
 
 def with_fast_encoding(exporter: SpanExporter) -> SpanExporter:
-    """Swap the stock OTLP/HTTP encoding for the direct one, also inside an exporter that delegates to it."""
+    """Swap the stock OTLP encoding for the direct one: the OTLP/HTTP exporter's, also inside an exporter that
+    delegates to it, and the OTLP/gRPC exporter's."""
     if type(exporter) is HttpSpanExporter:
         return FastOtlpHttpExporter(exporter)
+    if is_stock_grpc(exporter):
+        return FastOtlpGrpcExporter(exporter)
     delegate = getattr(exporter, "_delegate", None)
     if type(delegate) is HttpSpanExporter:
         exporter._delegate = FastOtlpHttpExporter(delegate)  # type: ignore[attr-defined]

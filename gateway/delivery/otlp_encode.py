@@ -33,6 +33,10 @@ def _varint(n: int) -> bytes:
         n += 1 << 64  # int64: two's complement, ten bytes
     if n < 0x80:
         return bytes((n,))
+    if 1 << 56 <= n < 1 << 63:  # nine bytes: a time in Unix nanoseconds (half the loop's cost)
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21 & 0x7F | 0x80,
+                      n >> 28 & 0x7F | 0x80, n >> 35 & 0x7F | 0x80, n >> 42 & 0x7F | 0x80, n >> 49 & 0x7F | 0x80,
+                      n >> 56))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -137,11 +141,17 @@ class SpanFrame:
         self._scope_tail = _field(_T["ss.schema_url"], scope_schema.encode()) if scope_schema else b""
 
     def request(self, spans: Sequence[bytes]) -> bytes:
-        """``spans``: each an encoded ``ScopeSpans.spans`` field (tag included)."""
+        """``spans``: each an encoded ``ScopeSpans.spans`` field (tag included).
+
+        The lengths are added up first, so that a batch (hundreds of KB) is copied once, by one join, rather
+        than once per enclosing message."""
         if not spans:
             return b""
-        scope_spans = _field(_T["rs.scope_spans"], self._scope + b"".join(spans) + self._scope_tail)
-        return _field(_T["req.resource_spans"], self._head + scope_spans + self._tail)
+        scope_spans = len(self._scope) + sum(map(len, spans)) + len(self._scope_tail)
+        scope_head = _T["rs.scope_spans"] + _varint(scope_spans)
+        resource_spans = len(self._head) + len(scope_head) + scope_spans + len(self._tail)
+        return b"".join((_T["req.resource_spans"], _varint(resource_spans), self._head, scope_head, self._scope,
+                         *spans, self._scope_tail, self._tail))
 
 
 def span_field(payload: bytes) -> bytes:

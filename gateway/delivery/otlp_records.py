@@ -59,19 +59,37 @@ def _len(n: int) -> bytes:
     return _SMALL[n] if n < 0x80 else _varint(n)
 
 
-class _Attributes:
-    """Encoded ``KeyValue`` fields of one message field (span or event attributes), the repeated ones cached.
+_SMALL_INT = 1 << 14  # ints cached by value below this (counts, turn numbers); larger ones are mostly unique
 
-    The generic encoder's path (``otlp_encode._any``) handles every value; the scalar types of span records
-    are written inline here, which is most of the export's CPU. A pair's bytes are cached: the session's
-    facts (ids, provider, model, agent) repeat on every span of a session. Bounded, since values come from
-    clients."""
+
+class _ByKey(dict[str, dict[str, bytes]]):
+    """Encoded string pairs by key, then by value: two lookups of str keys cost less than hashing a (key, value)
+    tuple."""
+
+    def __missing__(self, key: str) -> dict[str, bytes]:
+        values: dict[str, bytes] = {}
+        self[key] = values
+        return values
+
+
+class _Attributes:
+    """Encoded ``KeyValue`` fields of one message field (span or event attributes).
+
+    Most of the export's CPU goes here, so each value type takes its cheapest way. A string's pair is cached:
+    the session's facts (ids, provider, model, agent) and the constant names repeat on every span of a session.
+    A float is mostly unique (latencies, costs): caching it would only push the repeated strings out of a bounded
+    cache, so it is written from its key's prefix, cached per key (the pair's length does not depend on the
+    value). Booleans, small ints and string lists are cached by value and type (``True == 1 == 1.0``). Bounded,
+    since keys and values come from clients."""
 
     def __init__(self, tag: bytes, limit: int = 4096) -> None:
         self._tag = tag
-        self._keys: dict[str, bytes] = {}
-        self._pairs: dict[tuple[Any, ...], bytes] = {}
         self._limit = limit
+        self._keys: dict[str, bytes] = {}
+        self._strings = _ByKey()
+        self._string_count = 0
+        self._others: dict[tuple[Any, ...], bytes] = {}
+        self._floats: dict[str, bytes] = {}
 
     def _key(self, key: str) -> bytes:
         encoded = self._keys.get(key)
@@ -84,32 +102,62 @@ class _Attributes:
             self._keys[key] = encoded
         return encoded
 
+    def _pair(self, key: str, any_value: bytes) -> bytes:
+        pair = self._key(key) + _len(len(any_value)) + any_value
+        return self._tag + _len(len(pair)) + pair
+
     def encode(self, attributes: Attrs) -> bytes:
         if not attributes:
             return b""
-        get = self._pairs.get
-        # The usual case, every pair seen before, in one pass. Keys hold the value's type (True == 1 == 1.0); a
-        # list, unhashable, is looked up by its items.
-        parts = [get((k, v, type(v)) if type(v) is not list else (k, tuple(v), list))
-                 for k, v in attributes.items()]
-        if None in parts:
-            for index, (key, value) in enumerate(attributes.items()):
-                if parts[index] is None:
-                    parts[index] = self._miss(key, value)
-        return b"".join(parts)  # type: ignore[arg-type]  # no None left
+        strings, others, floats = self._strings, self._others.get, self._floats.get
+        out: list[bytes] = []
+        append = out.append
+        for key, value in attributes.items():
+            kind = type(value)
+            if kind is str:
+                encoded = strings[key].get(value)  # type: ignore[arg-type]  # a str, just checked
+                if encoded is None:
+                    encoded = self._string(key, value)  # type: ignore[arg-type]
+            elif kind is float:
+                prefix = floats(key)
+                if prefix is None:
+                    prefix = self._float_prefix(key)
+                encoded = prefix + _pack_d(value)
+            else:
+                encoded = others((key, tuple(value), list) if kind is list else (key, value, kind))  # type: ignore[arg-type]
+                if encoded is None:
+                    encoded = self._other(key, value)
+            append(encoded)
+        return b"".join(out)
 
-    def _miss(self, key: str, value: Any) -> bytes:
+    def _string(self, key: str, value: str) -> bytes:
+        raw = value.encode()
+        encoded = self._pair(key, b"\x0a" + _len(len(raw)) + raw)
+        if self._string_count >= self._limit:  # all of them, so that the limit bounds keys and values alike
+            self._strings.clear()
+            self._string_count = 0
+        self._strings[key][value] = encoded
+        self._string_count += 1
+        return encoded
+
+    def _float_prefix(self, key: str) -> bytes:
+        """Everything of a double's pair before the value's 8 bytes."""
+        key_field = self._key(key)
+        prefix = self._tag + _len(len(key_field) + 10) + key_field + b"\x09\x21"
+        if len(self._floats) >= self._limit:
+            self._floats.clear()
+        self._floats[key] = prefix
+        return prefix
+
+    def _other(self, key: str, value: Any) -> bytes:
         kind = type(value)
         cache_key: tuple[Any, ...] | None = (key, value, kind)
-        if kind is str:
-            raw = value.encode()
-            any_value = b"\x0a" + _len(len(raw)) + raw
-        elif kind is bool:
+        if kind is bool:
             any_value = b"\x10\x01" if value else b"\x10\x00"
         elif kind is int:
             any_value = b"\x18" + _varint(value)
-        elif kind is float:
-            any_value = b"\x21" + _pack_d(value)
+            if not -_SMALL_INT < value < _SMALL_INT:
+                cache_key = None
         elif kind is list and all(type(v) is str for v in value):  # an ArrayValue of string AnyValues
             cache_key = (key, tuple(value), list)
             items = [b"\x0a" + _len(len(raw)) + raw for raw in (v.encode() for v in value)]
@@ -118,12 +166,11 @@ class _Attributes:
         else:  # anything else, as the generic encoder writes it; not cached (its items may be True or 1)
             cache_key = None
             any_value = _any(value)
-        pair = self._key(key) + _len(len(any_value)) + any_value
-        encoded: bytes = self._tag + _len(len(pair)) + pair
+        encoded = self._pair(key, any_value)
         if cache_key is not None:
-            if len(self._pairs) >= self._limit:
-                self._pairs.clear()
-            self._pairs[cache_key] = encoded
+            if len(self._others) >= self._limit:
+                self._others.clear()
+            self._others[cache_key] = encoded
         return encoded
 
 
@@ -174,8 +221,10 @@ class RecordEncoder:
         self.frame = OtlpEncoder().frame(resource, scope)
         self._span_attributes = _Attributes(_T["span.attributes"])
         self._event_attributes = _Attributes(_T["event.attributes"])
-        self._names: dict[tuple[bytes, str], bytes] = {}
-        self._ids: dict[str, bytes] = {}
+        self._names: dict[str, bytes] = {}
+        self._event_names: dict[str, tuple[bytes, bytes]] = {}
+        self._traces: dict[str, bytes] = {}
+        self._parents: dict[str, bytes] = {}
         limits = limits or SpanLimits()
         self._span_count = _limit(limits.max_span_attributes)
         self._span_length = _limit(limits.max_span_attribute_length)
@@ -189,19 +238,31 @@ class RecordEncoder:
     def request(self, trace: TraceRef, records: Sequence[FinishedSpan]) -> bytes:
         return self.frame.request([self.span(trace, r)[1] for r in records])
 
-    def _name(self, tag: bytes, name: str) -> bytes:
-        """A span or event name's field; names repeat (``user_speech``, ``invoke_agent {agent}``)."""
-        encoded = self._names.get((tag, name))
-        if encoded is None:
-            raw = name.encode()
-            encoded = tag + _len(len(raw)) + raw if raw else b""
-            if len(self._names) >= 1024:
-                self._names.clear()
-            self._names[(tag, name)] = encoded
+    def _name(self, name: str) -> bytes:
+        """A span name's field; names repeat (``user_speech``, ``invoke_agent {agent}``)."""
+        raw = name.encode()
+        encoded = _SPAN_NAME + _len(len(raw)) + raw if raw else b""
+        if len(self._names) >= 1024:
+            self._names.clear()
+        self._names[name] = encoded
+        return encoded
+
+    def _event_name(self, name: str) -> tuple[bytes, bytes]:
+        """An event name's field, and what goes before a timed event's time when it has no attributes: the
+        event's tag and length, then the time's tag (its length does not depend on the time)."""
+        raw = name.encode()
+        field = _EVENT_NAME + _len(len(raw)) + raw if raw else b""
+        encoded = (_SPAN_EVENTS + _len(9 + len(field)) + _EVENT_TIME, field)
+        if len(self._event_names) >= 1024:
+            self._event_names.clear()
+        self._event_names[name] = encoded
         return encoded
 
     def _event(self, event: SpanEvent) -> bytes:
-        payload = (_EVENT_TIME + _pack_q(event.time_ns) if event.time_ns else b"") + self._name(_EVENT_NAME, event.name)
+        head, name = self._event_names.get(event.name) or self._event_name(event.name)
+        if not event.attributes and event.time_ns:  # the usual event: a mark in time
+            return head + _pack_q(event.time_ns) + name
+        payload = (_EVENT_TIME + _pack_q(event.time_ns) if event.time_ns else b"") + name
         if event.attributes:  # none: nothing to cut or count
             attributes, dropped = bounded(event.attributes, self._event_count, self._event_length)
             payload += self._event_attributes.encode(attributes)
@@ -209,28 +270,30 @@ class RecordEncoder:
                 payload += _EVENT_DROPPED + _varint(dropped)
         return _SPAN_EVENTS + _len(len(payload)) + payload
 
-    def _cached_id(self, tag: bytes, key: str, hex_id: str, size: int) -> bytes:
-        """A trace or parent id's field: they repeat across a session's spans."""
-        encoded = self._ids.get(key)
-        if encoded is None:
-            encoded = tag + _id(hex_id, size)
-            if len(self._ids) >= 4096:
-                self._ids.clear()
-            self._ids[key] = encoded
+    def _trace_field(self, trace_id: str) -> bytes:
+        """A trace id's field: it repeats on every span of a session."""
+        encoded = _TRACE_ID + _id(trace_id, 16)
+        if len(self._traces) >= 4096:
+            self._traces.clear()
+        self._traces[trace_id] = encoded
+        return encoded
+
+    def _parent_field(self, parent_id: str) -> bytes:
+        """A parent id's field: the root's and each turn's repeat."""
+        encoded = _PARENT + _id(parent_id, 8)
+        if len(self._parents) >= 4096:
+            self._parents.clear()
+        self._parents[parent_id] = encoded
         return encoded
 
     def span(self, trace: TraceRef, record: FinishedSpan) -> tuple[str, bytes]:
         """(trace id, the span as a ``ScopeSpans.spans`` field)."""
         trace_id = record.trace_id or trace.trace_id
-        ids = self._ids
-        span_id = record.span_id
-        out = [ids.get(trace_id) or self._cached_id(_TRACE_ID, trace_id, trace_id, 16),
-               _SPAN_ID + (bytes.fromhex(span_id) if len(span_id) == 16 else _id(span_id, 8))]
-        parent_id = record.parent_id
-        if parent_id is not None:
-            key = "p" + parent_id  # apart from trace ids: a 16-digit trace id may spell a parent's id
-            out.append(ids.get(key) or self._cached_id(_PARENT, key, parent_id, 8))
-        out += (self._names.get((_SPAN_NAME, record.name)) or self._name(_SPAN_NAME, record.name), _KIND[record.kind])
+        span_id, parent_id, name = record.span_id, record.parent_id, record.name
+        out = [self._traces.get(trace_id) or self._trace_field(trace_id),
+               _SPAN_ID + (bytes.fromhex(span_id) if len(span_id) == 16 else _id(span_id, 8)),
+               b"" if parent_id is None else self._parents.get(parent_id) or self._parent_field(parent_id),
+               self._names.get(name) or self._name(name), _KIND[record.kind]]
         start, end = record.start_ns, record.end_ns
         if start and end:
             out.append(_pack_times(0x39, start, 0x41, end))
@@ -246,7 +309,7 @@ class RecordEncoder:
                 out += (_SPAN_DROPPED, _varint(dropped))
         if record.events:
             events = record.events if self._max_events is None else record.events[:self._max_events]
-            out += [self._event(e) for e in events]
+            out += map(self._event, events)
         for link_trace, link_span in record.links:
             out.append(_field(_T["span.links"], _T["link.trace_id"] + b"\x10" + _id(link_trace, 16)
                               + _T["link.span_id"] + b"\x08" + _id(link_span, 8) + _LINK_FLAGS))
@@ -259,4 +322,8 @@ class RecordEncoder:
             out += (_field(_T["span.status"], message + _ERROR_CODE), _FLAGS_REMOTE if remote else _FLAGS_LOCAL)
         payload = b"".join(out)
         n = len(payload)
-        return trace_id, _SCOPE_SPAN + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+        if n < 0x80:
+            return trace_id, _SCOPE_SPAN + _SMALL[n] + payload
+        if n < 0x4000:
+            return trace_id, _SCOPE_SPAN + bytes((n & 0x7F | 0x80, n >> 7)) + payload
+        return trace_id, _SCOPE_SPAN + _varint(n) + payload

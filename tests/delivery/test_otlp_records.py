@@ -96,3 +96,24 @@ def test_limits_cut_attributes_count_the_drops_and_flag_the_remote_parent() -> N
     assert r.flags == 0x300 and c.flags == 0x100  # the root's parent is the caller's (remote) span
     assert r.links[0].span_id.hex() == "00f067aa0ba902b8" and r.links[0].flags == 0x100
     assert c.kind == 3 and c.parent_span_id.hex() == trace.root_span_id
+
+
+def test_the_encoders_caches_stay_bounded_and_the_bytes_right_under_values_seen_once() -> None:
+    """Clients choose attribute keys and values: every span a new key and new values must neither grow the caches
+    past their bound nor change a byte (a float's per-key prefix, strings by key then value, small ints)."""
+    emitter = SpanEmitter(ALWAYS_ON, Resource.create({}), [])
+    trace = TraceRef("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", None, True)
+    encoder = emitter.encoder
+    for n in range(6000):
+        record = FinishedSpan(f"span {n}", f"{n + 1:016x}", trace.root_span_id, 1, 2, "internal",
+                              {f"key.{n}": f"value {n}", "session.id": f"s-{n}", "ms": n / 7, "count": n,
+                               "flag": n % 2 == 0, "tags": [f"t{n}"]}, (SpanEvent(f"event {n}", 3, {f"e.{n}": n}),))
+        if n % 997 == 0:
+            assert encoder.request(trace, [record]) == stock(emitter, trace, [record])
+        else:
+            encoder.span(trace, record)
+    for attributes in (encoder._span_attributes, encoder._event_attributes):
+        limit = attributes._limit
+        assert attributes._string_count <= limit and len(attributes._strings) <= limit + 1
+        assert len(attributes._others) <= limit and len(attributes._floats) <= limit and len(attributes._keys) <= limit
+    assert len(encoder._names) <= 1024 and len(encoder._event_names) <= 1024
