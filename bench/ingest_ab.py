@@ -276,15 +276,19 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def profile(args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(BENCH))
-    worker = Worker(args.mode, args.sessions, args.repeats)
+def profile_round(worker: Any, sort: str, top: int) -> None:
+    """One warm-up round of ``worker``, then one under cProfile; prints the top functions."""
     worker.round()
     prof = cProfile.Profile()
     prof.enable()
     worker.round()
     prof.disable()
-    pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
+    pstats.Stats(prof).sort_stats(sort).print_stats(top)
+
+
+def profile(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(BENCH))
+    profile_round(Worker(args.mode, args.sessions, args.repeats), args.sort, args.top)
 
 
 def main() -> None:

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import gc
 import json
 import os
-import pstats
 import random
 import statistics
 import subprocess
@@ -171,16 +169,8 @@ def start_worker(target: str, tree: Path | None, args: argparse.Namespace) -> su
     return proc
 
 
-def ask(proc: subprocess.Popen[str]) -> dict[str, float]:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write("round\n")
-    proc.stdin.flush()
-    result: dict[str, float] = json.loads(proc.stdout.readline())
-    return result
-
-
 def compare(args: argparse.Namespace) -> dict[str, Any]:
-    from ingest_ab import extract
+    from ingest_ab import ask, extract
 
     with tempfile.TemporaryDirectory() as tmp:
         base = extract(args.base, Path(tmp))
@@ -189,12 +179,12 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         results: dict[str, list[float]] = {name: [] for name in workers}
         try:
             for proc in workers.values():
-                ask(proc)  # warm-up
+                ask(proc, "round")  # warm-up
             for r in range(args.rounds):
                 names = list(workers)
                 order = names[r % 3:] + names[:r % 3]
                 for name in order:
-                    results[name].append(ask(workers[name])["us_per_request"])
+                    results[name].append(ask(workers[name], "round")["us_per_request"])
         finally:
             for proc in workers.values():
                 if proc.stdin is not None:
@@ -212,14 +202,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def profile(args: argparse.Namespace) -> None:
+    from ingest_ab import profile_round
+
     os.environ.update(ENV)
-    worker = Worker(args.target, args.sessions, args.repeats)
-    worker.round()
-    prof = cProfile.Profile()
-    prof.enable()
-    worker.round()
-    prof.disable()
-    pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
+    profile_round(Worker(args.target, args.sessions, args.repeats), args.sort, args.top)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits
@@ -24,6 +24,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from gateway.delivery.otlp_encode import _T, OtlpEncoder, SpanFrame, _any, _field, _varint
 from gateway.sessions.state import Attrs, FinishedSpan, SpanEvent, TraceRef
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _pack_q = struct.Struct("<Q").pack
 _pack_d = struct.Struct("<d").pack
 _SMALL = [bytes((n,)) for n in range(0x80)]  # one-byte varints: most lengths here
@@ -53,6 +55,14 @@ def _id(hex_id: str, size: int) -> bytes:
         except ValueError:
             pass
     return int(hex_id, 16).to_bytes(size, "big")  # what the emitter's int(..., 16) gives for any other spelling
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V, limit: int) -> _V:
+    """``value``, kept in a bounded cache: a full one starts over, since keys and values come from clients."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _len(n: int) -> bytes:
@@ -96,10 +106,8 @@ class _Attributes:
         if encoded is None:
             raw = key.encode()
             # The key field (left out when empty, as proto3 does), then the value field's tag.
-            encoded = (b"\x0a" + _len(len(raw)) + raw if raw else b"") + b"\x12"
-            if len(self._keys) >= self._limit:
-                self._keys.clear()
-            self._keys[key] = encoded
+            encoded = _remember(self._keys, key, (b"\x0a" + _len(len(raw)) + raw if raw else b"") + b"\x12",
+                                self._limit)
         return encoded
 
     def _pair(self, key: str, any_value: bytes) -> bytes:
@@ -143,11 +151,8 @@ class _Attributes:
     def _float_prefix(self, key: str) -> bytes:
         """Everything of a double's pair before the value's 8 bytes."""
         key_field = self._key(key)
-        prefix = self._tag + _len(len(key_field) + 10) + key_field + b"\x09\x21"
-        if len(self._floats) >= self._limit:
-            self._floats.clear()
-        self._floats[key] = prefix
-        return prefix
+        return _remember(self._floats, key, self._tag + _len(len(key_field) + 10) + key_field + b"\x09\x21",
+                         self._limit)
 
     def _other(self, key: str, value: Any) -> bytes:
         kind = type(value)
@@ -168,9 +173,7 @@ class _Attributes:
             any_value = _any(value)
         encoded = self._pair(key, any_value)
         if cache_key is not None:
-            if len(self._others) >= self._limit:
-                self._others.clear()
-            self._others[cache_key] = encoded
+            _remember(self._others, cache_key, encoded, self._limit)
         return encoded
 
 
@@ -241,22 +244,14 @@ class RecordEncoder:
     def _name(self, name: str) -> bytes:
         """A span name's field; names repeat (``user_speech``, ``invoke_agent {agent}``)."""
         raw = name.encode()
-        encoded = _SPAN_NAME + _len(len(raw)) + raw if raw else b""
-        if len(self._names) >= 1024:
-            self._names.clear()
-        self._names[name] = encoded
-        return encoded
+        return _remember(self._names, name, _SPAN_NAME + _len(len(raw)) + raw if raw else b"", 1024)
 
     def _event_name(self, name: str) -> tuple[bytes, bytes]:
         """An event name's field, and what goes before a timed event's time when it has no attributes: the
         event's tag and length, then the time's tag (its length does not depend on the time)."""
         raw = name.encode()
         field = _EVENT_NAME + _len(len(raw)) + raw if raw else b""
-        encoded = (_SPAN_EVENTS + _len(9 + len(field)) + _EVENT_TIME, field)
-        if len(self._event_names) >= 1024:
-            self._event_names.clear()
-        self._event_names[name] = encoded
-        return encoded
+        return _remember(self._event_names, name, (_SPAN_EVENTS + _len(9 + len(field)) + _EVENT_TIME, field), 1024)
 
     def _event(self, event: SpanEvent) -> bytes:
         head, name = self._event_names.get(event.name) or self._event_name(event.name)
@@ -272,19 +267,11 @@ class RecordEncoder:
 
     def _trace_field(self, trace_id: str) -> bytes:
         """A trace id's field: it repeats on every span of a session."""
-        encoded = _TRACE_ID + _id(trace_id, 16)
-        if len(self._traces) >= 4096:
-            self._traces.clear()
-        self._traces[trace_id] = encoded
-        return encoded
+        return _remember(self._traces, trace_id, _TRACE_ID + _id(trace_id, 16), 4096)
 
     def _parent_field(self, parent_id: str) -> bytes:
         """A parent id's field: the root's and each turn's repeat."""
-        encoded = _PARENT + _id(parent_id, 8)
-        if len(self._parents) >= 4096:
-            self._parents.clear()
-        self._parents[parent_id] = encoded
-        return encoded
+        return _remember(self._parents, parent_id, _PARENT + _id(parent_id, 8), 4096)
 
     def span(self, trace: TraceRef, record: FinishedSpan) -> tuple[str, bytes]:
         """(trace id, the span as a ``ScopeSpans.spans`` field)."""
