@@ -339,12 +339,16 @@ class SessionMachine:
             attributes(turn.span)[sc.VOICE_LATENCY_USER_TO_FIRST_CHUNK_MS] = latency[0]
 
     def _latency(self, turn: TurnState, t: int) -> tuple[float, str] | None:
-        """Milliseconds since the user stopped speaking, and how that moment was known."""
+        """Milliseconds since the user stopped speaking, and how that moment was known. None when unknown, or
+        when the answer's time lies before that moment: a client clock the gateway corrected for one event and
+        not the other (sent ahead of its arrival without ``sent_at``) says nothing about the latency."""
         if turn.speech_end_ns is not None:
-            return (t - turn.speech_end_ns) / 1e6, turn.speech_end_source
-        if turn.last_user_transcript_ns is not None:
-            return (t - turn.last_user_transcript_ns) / 1e6, "input_transcript"
-        return None
+            since, source = turn.speech_end_ns, turn.speech_end_source
+        elif turn.last_user_transcript_ns is not None:
+            since, source = turn.last_user_transcript_ns, "input_transcript"
+        else:
+            return None
+        return ((t - since) / 1e6, source) if t >= since else None
 
     def _audio_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
         inference = self._inference(state, t, out)

@@ -119,3 +119,26 @@ def test_an_idle_session_of_a_client_whose_clock_is_behind_ends_at_its_last_even
         spans = spans_of(client, s["trace_id"])
     tool = one(spans, "execute_tool")
     assert one(spans, "voice_session")["end_time_unix_nano"] == pytest.approx(tool["start_time_unix_nano"], abs=10_000)
+
+
+def test_an_answer_timed_before_the_user_finished_leaves_the_latency_out() -> None:
+    """Without ``sent_at`` nothing corrects a client clock running ahead: a transcript a little ahead of its
+    arrival keeps its time, the first audio further ahead takes its arrival's, so it lands before the words it
+    answers. The turn carries no latency then (the time-to-first-audio histogram reads it from the turn)."""
+    with make_client() as client:
+        s = start(client)
+        now = int(time.time() * 1000)
+        for i, (kind, ahead_ms) in enumerate([("user.transcript", MAX_AHEAD_MS - 1000),
+                                              ("model.response_start", MAX_AHEAD_MS + 5000),
+                                              ("model.audio_start", MAX_AHEAD_MS + 5100),
+                                              ("model.turn_complete", MAX_AHEAD_MS + 6000)]):
+            event = {"type": kind, "id": f"e{i}", "ts": now + ahead_ms}
+            if kind == "user.transcript":
+                event |= {"text": "hello", "final": True}
+            r = client.post(f"/v1/sessions/{s['session_id']}/events", json=event, headers=auth(s))
+            assert r.status_code == 202 and r.json()["accepted"] == 1, r.text
+        spans = end(client, s)
+    turn = one(spans, "invoke_agent")
+    assert "voice.latency.user_to_first_audio_ms" not in turn["attributes"]
+    assert "voice.latency.user_to_first_chunk_ms" not in turn["attributes"]
+    assert "voice.latency.source" not in turn["attributes"]
