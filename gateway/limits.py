@@ -8,9 +8,9 @@ grow memory without limit.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
+from gateway.bounded import BoundedMap
 from gateway.errors import PayloadTooLarge, TooManyRequests
 from gateway.security import ClientAddress
 from gateway.settings import GatewaySettings
@@ -24,11 +24,11 @@ class RateLimiter:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate_per_s
         self.burst = max(burst, 1.0)
-        self._max_keys = max_keys
         self._clock = clock
-        self._full_at: OrderedDict[str, float] = OrderedDict()
+        # A key dropped for want of room starts full again: the keys unused longest are the likeliest full already.
+        self._full_at: BoundedMap[Hashable, float] = BoundedMap(max_keys)
 
-    def acquire(self, key: str, cost: float = 1.0) -> float:
+    def acquire(self, key: Hashable, cost: float = 1.0) -> float:
         """Take ``cost`` tokens; returns 0 when allowed, else the seconds until it would be."""
         rate = self.rate
         if rate <= 0:
@@ -37,19 +37,14 @@ class RateLimiter:
         burst = self.burst
         if cost > burst:
             cost = burst  # a batch larger than the burst still passes once the bucket is full
-        buckets = self._full_at
-        full_at = buckets.pop(key, now)
-        if full_at < now:
+        full_at = self._full_at.get(key)
+        if full_at is None or full_at < now:
             full_at = now
         full_at += cost / rate
         over = full_at - now - burst / rate
         if over > 1e-9:  # not float dust from adding up costs
-            # Refused: nothing taken. The key goes back as it was (most recently used).
-            buckets[key] = full_at - cost / rate
-            return over
-        buckets[key] = full_at
-        while len(buckets) > self._max_keys:
-            buckets.popitem(last=False)  # the least recently used key: a full bucket by now, most likely
+            return over  # refused: nothing taken
+        self._full_at.put(key, full_at)
         return 0.0
 
 
@@ -88,6 +83,8 @@ class IngestGuard:
             raise PayloadTooLarge(
                 f"{count} events in one request; the limit is {self.settings.max_events_per_request}"
             )
-        wait = max(self.session_events.acquire(session_id, count), self.client_events.acquire(client, count))
+        # By the id's hash: the id string from the request's path would be a second copy of it kept per session
+        # (and ids colliding in 64 bits, under a per-process hash seed, would only share a bucket).
+        wait = max(self.session_events.acquire(hash(session_id), count), self.client_events.acquire(client, count))
         if wait:
             raise TooManyRequests("event rate limit reached; retry after the indicated delay", wait)

@@ -14,12 +14,12 @@ import hmac
 import ipaddress
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jwt
 
+from gateway.bounded import BoundedMap
 from gateway.errors import Forbidden, Unauthorized
 
 _ALGORITHM = "HS256"
@@ -43,12 +43,12 @@ class TokenSigner:
         self._key = key
         self._keys = {key_id(k): k for k in (*previous_keys, key)}
         self._ttl_s = ttl_s
-        # A browser presents the same token on every request: verifying it once is enough. A 128-bit digest of
-        # the whole token is the key (the token itself would be most of an idle session's memory): a token whose
-        # header or payload was altered digests differently and is verified (and refused). Only tokens that
-        # verified are remembered (session id and expiry), so a forged one never is.
-        self._verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
-        self._cache_size = cache_size
+        # A browser presents the same token on every request: verifying it once is enough. The key is a 128-bit
+        # digest of the session id and the whole token (the token itself would be most of an idle session's
+        # memory), the value its expiry: a hit means "valid for this session until then". A token whose header or
+        # payload was altered, or presented for another session, digests differently and is verified (and
+        # refused). Only tokens that verified are remembered, so a forged one never is.
+        self._verified: BoundedMap[bytes, float] = BoundedMap(cache_size)
         # In front of it, the tokens of the sessions posting right now, by the token itself: a dict lookup on the
         # exact string instead of a digest per request. Bounded by starting over when full (no per-session cost).
         self._hot: dict[str, tuple[str, float]] = {}
@@ -58,15 +58,12 @@ class TokenSigner:
         expires = int(now + self._ttl_s)
         claims = {"sid": session_id, "aud": _AUDIENCE, "iat": int(now), "exp": expires}
         token = jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers={"kid": self._kid})
-        # Known good from birth: the session's first request skips the signature check, and the cache shares the
-        # caller's session id string instead of holding a decoded copy.
+        # Known good from birth: the session's first request skips the signature check.
         self._remember(token, session_id, float(expires))
         return IssuedToken(token, float(expires))
 
     def _remember(self, token: str, session_id: str, expires: float) -> None:
-        self._verified[_digest(token)] = (session_id, expires)
-        while len(self._verified) > self._cache_size:
-            self._verified.popitem(last=False)
+        self._verified.put(_digest(session_id, token), expires)
 
     def verify(self, token: str | None, session_id: str) -> None:
         """Raise Unauthorized for a missing or invalid token, Forbidden for another session's token."""
@@ -74,11 +71,11 @@ class TokenSigner:
             raise Unauthorized("an ingest token is required: 'Authorization: Bearer <token>' or '?token='")
         known = self._hot.get(token)
         if known is None:
-            known = self._verified.get(_digest(token))
-            if known is not None:
+            expires = self._verified.get(_digest(session_id, token))
+            if expires is not None:
                 if len(self._hot) >= _HOT_TOKENS:
                     self._hot.clear()
-                self._hot[token] = known
+                known = self._hot[token] = (session_id, expires)
         if known is not None and known[1] > time.time():
             if known[0] != session_id:
                 raise Forbidden("the ingest token belongs to another session")
@@ -93,15 +90,14 @@ class TokenSigner:
             raise Unauthorized("the ingest token has expired") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the ingest token is invalid: {exc}") from None
-        sid = claims.get("sid")
-        if isinstance(sid, str):
-            self._remember(token, sid, float(claims["exp"]))
-        if sid != session_id:
+        if claims.get("sid") != session_id:
             raise Forbidden("the ingest token belongs to another session")
+        self._remember(token, session_id, float(claims["exp"]))
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.blake2b(token.encode(), digest_size=16).digest()
+def _digest(session_id: str, token: str) -> bytes:
+    # A token has no NUL in it (base64url and dots), so the pair is read back one way only.
+    return hashlib.blake2b(f"{session_id}\0{token}".encode(), digest_size=16).digest()
 
 
 class ApiKeys:

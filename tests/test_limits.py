@@ -49,7 +49,7 @@ def test_an_idle_key_refills_no_further_than_its_burst() -> None:
     assert [limiter.acquire("s") for _ in range(5)][-1] == pytest.approx(0.5)
 
 
-def test_the_number_of_keys_is_bounded_by_dropping_the_least_recently_used() -> None:
+def test_the_number_of_keys_is_bounded_by_dropping_those_unused_longest() -> None:
     clock = Clock()
     limiter = RateLimiter(1, 1, max_keys=3, clock=clock)
     for key in "abcd":
