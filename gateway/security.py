@@ -38,7 +38,7 @@ class IssuedToken:
 
 
 class TokenSigner:
-    def __init__(self, key: str, ttl_s: float, previous_keys: Iterable[str] = (), cache_size: int = 20_000) -> None:
+    def __init__(self, key: str, ttl_s: float, previous_keys: Iterable[str] = (), cache_size: int = 40_000) -> None:
         self._kid = key_id(key)
         self._key = key
         self._keys = {key_id(k): k for k in (*previous_keys, key)}
@@ -48,6 +48,7 @@ class TokenSigner:
         # memory), the value its expiry: a hit means "valid for this session until then". A token whose header or
         # payload was altered, or presented for another session, digests differently and is verified (and
         # refused). Only tokens that verified are remembered, so a forged one never is.
+        # Every token used within the last ``cache_size / 2`` new ones stays (gateway.bounded).
         self._verified: BoundedMap[bytes, float] = BoundedMap(cache_size)
         # In front of it, the tokens of the sessions posting right now, by the token itself: a dict lookup on the
         # exact string instead of a digest per request. Bounded by starting over when full (no per-session cost).
