@@ -151,6 +151,12 @@ def half_load_ratios(data: dict[str, Any]) -> list[tuple[str, float, str]]:
     return out
 
 
+def stall_text(run: dict[str, Any]) -> str:
+    if "stalls" not in run:
+        return "n/a"
+    return f"{run['slow_posts']} in {run['stalls']}"
+
+
 def half_rounds_table(data: dict[str, Any]) -> list[str]:
     rounds = data.get("half_rounds") or {}
     if not any(len(x.get("gateway", [])) > 1 for x in rounds.values()):
@@ -158,13 +164,14 @@ def half_rounds_table(data: dict[str, Any]) -> list[str]:
     L = ["Every half-load round (bare and gateway alternate which goes first; the table above shows the round with "
          "the median p99):", "",
          "| mode | round | bare p99 (ms) | gateway p99 (ms) | ratio | gateway p50 (ms) | gateway loop lag p99 (ms) "
-         "| other processes (cores), bare / gateway |",
-         "|---|---|---|---|---|---|---|---|"]
+         "| posts > 20 ms in stalls, bare / gateway | other processes (cores), bare / gateway |",
+         "|---|---|---|---|---|---|---|---|---|"]
     for mode, per in rounds.items():
         for i, (b, g) in enumerate(zip(per.get("bare", []), per.get("gateway", []), strict=False), 1):
             ratio = g["p99_ms"] / b["p99_ms"] if b["p99_ms"] else float("nan")
             L.append(f"| {mode} | {i} | {b['p99_ms']:.2f} | {g['p99_ms']:.2f} | {ratio:.2f}× | {g['p50_ms']:.2f} | "
-                     f"{fmt(g.get('loop_lag_p99_ms'), 0)} | {b.get('foreign_cores', 0):.2f} / "
+                     f"{fmt(g.get('loop_lag_p99_ms'), 0)} | {stall_text(b)} / {stall_text(g)} | "
+                     f"{b.get('foreign_cores', 0):.2f} / "
                      f"{g.get('foreign_cores', 0):.2f} |")
     return [*L, ""]
 
