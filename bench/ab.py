@@ -6,9 +6,10 @@
 Each checkout runs from its own ``.venv`` (``scripts/setup.sh`` makes it). Every round measures the bare
 endpoint, A and B at their maximum rate, one after the other, alternating A and B's order from round to round,
 so slow drift of the machine (another process, thermal state) falls on both alike. With ``--half`` each is then
-paced at half of its own median maximum, for the p99 and the event loop's lag. ``--memory`` adds the memory
-per idle open session. The figures are medians over the rounds and, as everywhere in ``bench/``, ratios within
-this run: B against A (the change) and each against the bare endpoint (the goals of issue 14).
+paced at half of its own median maximum, as many rounds, for the p99 and the event loop's lag. ``--memory``
+adds the memory per idle open session. The figures are medians over the rounds and, as everywhere in
+``bench/``, ratios within this run: B against A (the change) and each against the bare endpoint (the goals of
+issue 14).
 """
 
 from __future__ import annotations
@@ -137,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                     step[target].append(harness.measure_load(target, 1, mode, args, collector, workdir))
             data["steps"][f"{mode} posts, maximum load"] = step
             if args.half:
-                half: dict[str, list[dict[str, Any]]] = {}
-                for target in ("bare", "A", "B"):
-                    rate = (_median(step[target], "events_per_s") or 0) / 2
-                    half[target] = [harness.measure_load(target, 1, mode, args, collector, workdir, rate)]
+                half: dict[str, list[dict[str, Any]]] = {"bare": [], "A": [], "B": []}
+                rates = {target: (_median(step[target], "events_per_s") or 0) / 2 for target in half}
+                for i in range(args.rounds):  # one window's p99 is its slowest 1%: a median of rounds, as above
+                    for target in ("bare", *(("A", "B") if i % 2 == 0 else ("B", "A"))):
+                        half[target].append(harness.measure_load(target, 1, mode, args, collector, workdir,
+                                                                 rates[target]))
                 data["steps"][f"{mode} posts, half of each one's own maximum"] = half
         if args.memory:
             data["memory"] = {t: harness.measure_memory(t, args, collector, workdir)["bytes_per_session"]
