@@ -8,17 +8,19 @@ the session (its ids, user, agent, tags, the model and the operation a span kind
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from gateway import semconv as sc
 from gateway.sessions.state import (
-    NO_ATTRIBUTES,
     Attrs,
+    AttrValue,
     FinishedSpan,
     OpenSpan,
     SessionState,
     SpanEvent,
     SpanKindName,
-    new_span_id,
+    new_span_int,
 )
 
 MAX_ROOT_EVENTS = 128
@@ -58,23 +60,54 @@ def named(kind: str, what: str | None) -> str:
 
 
 def open_span(
-    name: str, parent: str | None, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal"
+    name: str, parent: int | str | None, t: int, attrs: tuple[Any, ...] = (), kind: SpanKindName = "internal"
 ) -> OpenSpan:
-    return OpenSpan(name, new_span_id(), parent, t, kind, NO_ATTRIBUTES if attrs is None else attrs)
+    """``parent``: an open span's ``id``, or a hex id (the session's root: pass ``TraceRef.root_span_id`` itself,
+    shared rather than copied)."""
+    return OpenSpan(name, new_span_int(), parent, t, kind, attrs)
 
 
-def child(parent: OpenSpan, name: str, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal") -> OpenSpan:
-    span = open_span(name, parent.span_id, t, attrs, kind)
+def child(parent: OpenSpan, name: str, t: int, attrs: tuple[Any, ...] = (),
+          kind: SpanKindName = "internal") -> OpenSpan:
+    span = OpenSpan(name, new_span_int(), parent.id, t, kind, attrs)
     span.trace_id = parent.trace_id
     return span
 
 
-def attributes(span: OpenSpan) -> Attrs:
-    """The span's own attributes, to change: a span opened without any gets its dict here."""
-    attrs = span.attributes
-    if attrs is NO_ATTRIBUTES:
-        attrs = span.attributes = {}
-    return attrs
+def get_attr(span: OpenSpan, key: str, default: AttrValue | None = None) -> AttrValue | None:
+    attrs = span.attrs
+    if key in attrs:  # as a key, or perhaps as a value: look closer
+        for i in range(0, len(attrs), 2):
+            if attrs[i] == key:
+                value: AttrValue = attrs[i + 1]
+                return value
+    return default
+
+
+def set_attr(span: OpenSpan, key: str, value: AttrValue) -> None:
+    attrs = span.attrs
+    if key in attrs:  # as a key, or perhaps as a value: look closer
+        for i in range(0, len(attrs), 2):
+            if attrs[i] == key:
+                span.attrs = (*attrs[:i + 1], value, *attrs[i + 2:])
+                return
+    span.attrs = (*attrs, key, value)
+
+
+def set_default_attr(span: OpenSpan, key: str, value: AttrValue) -> None:
+    attrs = span.attrs
+    if key in attrs:
+        for i in range(0, len(attrs), 2):
+            if attrs[i] == key:
+                return
+    span.attrs = (*attrs, key, value)
+
+
+def update_attrs(span: OpenSpan, values: Mapping[str, AttrValue]) -> None:
+    if values:
+        merged = span.attributes
+        merged.update(values)
+        span.attrs = tuple(item for pair in merged.items() for item in pair)
 
 
 def add_event(span: OpenSpan, event: SpanEvent) -> None:
@@ -90,14 +123,19 @@ def root_event(state: SessionState, event: SpanEvent) -> None:
 
 
 def finish(
-    state: SessionState, span: OpenSpan, t: int, error: str | None = None, implied: Attrs | None = None
+    state: SessionState, span: OpenSpan, t: int, error: str | None = None, implied: Attrs | None = None,
+    last: Attrs | None = None,
 ) -> FinishedSpan:
     """The finished record: the session's attributes, then ``implied`` (what the span's kind implies), then
-    the span's own."""
+    the span's own, then ``last`` (what its ending adds, handed over as a dict rather than set on the span)."""
     attrs = session_attributes(state)
     if implied:
         attrs.update(implied)
-    attrs.update(span.attributes)
+    own = span.attrs
+    for i in range(0, len(own), 2):  # cheaper than any zip over so few pairs
+        attrs[own[i]] = own[i + 1]
+    if last:
+        attrs.update(last)
     return FinishedSpan(
         span.name, span.span_id, span.parent_id, span.start_ns, max(t, span.start_ns), span.kind,
         attrs, tuple(span.events), error, span.trace_id, span.links,
