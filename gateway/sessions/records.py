@@ -74,40 +74,38 @@ def child(parent: OpenSpan, name: str, t: int, attrs: tuple[Any, ...] = (),
     return span
 
 
+# Keys are looked up among the keys only (attrs[::2]): ``in`` over the whole tuple would also compare the key
+# with every value, and a str compared with a float or an int costs more than the slice.
+
+
 def get_attr(span: OpenSpan, key: str, default: AttrValue | None = None) -> AttrValue | None:
     attrs = span.attrs
-    if key in attrs:  # as a key, or perhaps as a value: look closer
-        for i in range(0, len(attrs), 2):
-            if attrs[i] == key:
-                value: AttrValue = attrs[i + 1]
-                return value
+    keys = attrs[::2]
+    if key in keys:
+        value: AttrValue = attrs[keys.index(key) * 2 + 1]
+        return value
     return default
 
 
 def set_attr(span: OpenSpan, key: str, value: AttrValue) -> None:
     attrs = span.attrs
-    if key in attrs:  # as a key, or perhaps as a value: look closer
-        for i in range(0, len(attrs), 2):
-            if attrs[i] == key:
-                span.attrs = (*attrs[:i + 1], value, *attrs[i + 2:])
-                return
-    span.attrs = (*attrs, key, value)
+    keys = attrs[::2]
+    if key in keys:
+        i = keys.index(key) * 2 + 1
+        span.attrs = attrs[:i] + (value,) + attrs[i + 1:]  # noqa: RUF005 (concatenation: no unpacking)
+    else:
+        span.attrs = attrs + (key, value)  # noqa: RUF005
 
 
 def set_default_attr(span: OpenSpan, key: str, value: AttrValue) -> None:
     attrs = span.attrs
-    if key in attrs:
-        for i in range(0, len(attrs), 2):
-            if attrs[i] == key:
-                return
-    span.attrs = (*attrs, key, value)
+    if key not in attrs[::2]:
+        span.attrs = attrs + (key, value)  # noqa: RUF005
 
 
 def update_attrs(span: OpenSpan, values: Mapping[str, AttrValue]) -> None:
-    if values:
-        merged = span.attributes
-        merged.update(values)
-        span.attrs = tuple(item for pair in merged.items() for item in pair)
+    for key, value in values.items():  # a few at most: a rebuilt tuple each is cheaper than a dict round trip
+        set_attr(span, key, value)
 
 
 def add_event(span: OpenSpan, event: SpanEvent) -> None:
@@ -132,11 +130,17 @@ def finish(
     if implied:
         attrs.update(implied)
     own = span.attrs
-    for i in range(0, len(own), 2):  # cheaper than any zip over so few pairs
-        attrs[own[i]] = own[i + 1]
+    if own:
+        if len(own) == 2:
+            attrs[own[0]] = own[1]
+        else:
+            attrs.update(zip(own[::2], own[1::2], strict=True))
     if last:
         attrs.update(last)
+    # The ids as OpenSpan.span_id and .parent_id give them, without two property calls per span.
+    parent = span.parent
     return FinishedSpan(
-        span.name, span.span_id, span.parent_id, span.start_ns, max(t, span.start_ns), span.kind,
-        attrs, tuple(span.events), error, span.trace_id, span.links,
+        span.name, span.id.to_bytes(8, "big").hex(),
+        parent.to_bytes(8, "big").hex() if isinstance(parent, int) else parent,
+        span.start_ns, max(t, span.start_ns), span.kind, attrs, tuple(span.events), error, span.trace_id, span.links,
     )
