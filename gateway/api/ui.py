@@ -44,8 +44,8 @@ def _open_span(span: OpenSpan, trace_id: str, now_ns: int) -> dict[str, Any]:
 def open_spans(state: SessionState, now_ns: int) -> list[dict[str, Any]]:
     """What is still open in a live session, as span dicts with no end yet."""
     trace = state.trace
-    root = OpenSpan(sc.SPAN_SESSION, trace.root_span_id, trace.parent_span_id, state.root_start_ns,
-                    attributes={sc.SESSION_ID: state.session_id}, events=list(state.root_events))
+    root = OpenSpan(sc.SPAN_SESSION, int(trace.root_span_id, 16), trace.parent_span_id, state.root_start_ns,
+                    attrs=(sc.SESSION_ID, state.session_id), events=list(state.root_events))
     spans = [root, *state.tools.values()]
     if state.connection:
         spans.append(state.connection)

@@ -6,7 +6,9 @@ state written by one replica (or before a restart) is used by another as is.
 Versions: a state starts with ``_MARK`` and its version byte. ``_MARK`` (0xc1) is the one byte MessagePack
 never uses, so an unversioned state (version 1, a bare MessagePack map) is told apart and still decoded:
 states a replica wrote before an upgrade go on after it. Version 2 packs the seen event ids into one string
-(``SessionState.seen_ids``) where version 1 had a list.
+(``SessionState.seen_ids``) where version 1 had a list. Version 3 keeps open spans lean (``OpenSpan``): the
+id an int, the parent under ``parent``, the attributes a flat key, value list where versions 1 and 2 had
+``span_id``, ``parent_id`` (hex strings) and an ``attributes`` map.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import msgspec
 
 from gateway.sessions.state import SessionState
 
-VERSION = 2
+VERSION = 3
 _MARK = b"\xc1"
 _HEADER = _MARK + bytes([VERSION])
 _encoder = msgspec.msgpack.Encoder()
@@ -31,14 +33,31 @@ def encode(state: SessionState) -> bytes:
 def decode(data: bytes) -> SessionState:
     if data[:2] == _HEADER:
         return _decoder.decode(memoryview(data)[2:])
-    if data[:1] == _MARK:
-        raise ValueError(f"session state of codec version {data[1]}; this gateway reads up to {VERSION}")
-    return _from_v1(msgspec.msgpack.decode(data))
+    if data[:1] != _MARK:
+        return _from_old(msgspec.msgpack.decode(data), seen_in_a_list=True)  # version 1
+    if data[1] == 2:
+        return _from_old(msgspec.msgpack.decode(memoryview(data)[2:]), seen_in_a_list=False)
+    raise ValueError(f"session state of codec version {data[1]}; this gateway reads up to {VERSION}")
 
 
-def _from_v1(raw: dict[str, Any]) -> SessionState:
-    seen = raw.pop("seen_ids", None) or []
+def _from_old(raw: dict[str, Any], seen_in_a_list: bool) -> SessionState:
+    """A version 1 or 2 state: its open spans take today's form, and version 1's list of seen ids is packed."""
+    seen = (raw.pop("seen_ids", None) or []) if seen_in_a_list else []
+    for turn in (raw.get("turn"), raw.get("held")):
+        if turn:
+            for key in ("span", "inference", "speech"):
+                _span_from_old(turn.get(key))
+    _span_from_old(raw.get("connection"))
+    for tool in (raw.get("tools") or {}).values():
+        _span_from_old(tool)
     state = msgspec.convert(raw, SessionState)
     for event_id in seen:
         state.remember(event_id)
     return state
+
+
+def _span_from_old(span: dict[str, Any] | None) -> None:
+    if span:
+        span["id"] = int(span.pop("span_id"), 16)
+        span["parent"] = span.pop("parent_id", None)  # a hex string still names the parent (OpenSpan.parent)
+        span["attrs"] = [item for pair in (span.pop("attributes", None) or {}).items() for item in pair]

@@ -30,15 +30,18 @@ from gateway.sessions.content import Content, to_json
 from gateway.sessions.costs import reprice_last_turn, turn_cost
 from gateway.sessions.records import (
     add_event,
-    attributes,
     child,
     finish,
+    get_attr,
     inference_attributes,
     model_attributes,
     named,
     open_span,
     root_event,
     session_attributes,
+    set_attr,
+    set_default_attr,
+    update_attrs,
 )
 from gateway.sessions.responses import settle_response, turn_usage
 from gateway.sessions.root import root_span
@@ -135,11 +138,10 @@ class SessionMachine:
             self._close_turn(state, t, sc.END_SESSION_CLOSED, out)
         for call_id in list(state.tools):
             tool = state.tools.pop(call_id)
-            tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_SESSION_CLOSED
-            out.append(finish(state, tool, t))
+            out.append(finish(state, tool, t, last={sc.VOICE_TOOL_END_REASON: sc.END_SESSION_CLOSED}))
         if state.connection is not None:
-            attributes(state.connection)[sc.VOICE_CONNECTION_END_REASON] = sc.END_SESSION_CLOSED
-            out.append(finish_connection(state, state.connection, t))
+            out.append(finish_connection(state, state.connection, t,
+                                         {sc.VOICE_CONNECTION_END_REASON: sc.END_SESSION_CLOSED}))
             state.connection = None
         state.ended, state.end_reason, state.end_ns = True, reason, t
         attrs = model_attributes(state, session_attributes(state))
@@ -157,15 +159,15 @@ class SessionMachine:
         # Its operation name and number are added when it finishes (_finish_turn).
         span = open_span(named(sc.SPAN_TURN, state.agent), state.trace.root_span_id, t)
         if self.options.per_turn_traces:
-            span.parent_id, span.trace_id = None, new_trace_id()
+            span.parent, span.trace_id = None, new_trace_id()
             span.links = ((state.trace.trace_id, state.trace.root_span_id),)
         if state.last_turn_end_ns is not None:
-            attributes(span)[sc.VOICE_TURN_GAP_MS] = max(0, t - state.last_turn_end_ns) / 1e6
+            set_attr(span, sc.VOICE_TURN_GAP_MS, max(0, t - state.last_turn_end_ns) / 1e6)
         turn = TurnState(state.turn_count, span)
         state.turn = turn
         pending, state.pending_speech = state.pending_speech, None
         if pending is not None:
-            speech = child(span, sc.SPAN_USER_SPEECH, pending.start_ns, {sc.VOICE_SPEECH_SOURCE: pending.source})
+            speech = child(span, sc.SPAN_USER_SPEECH, pending.start_ns, (sc.VOICE_SPEECH_SOURCE, pending.source))
             turn.user_text = pending.text
             if pending.end_ns is not None:
                 turn.speech_end_ns = pending.end_ns
@@ -239,23 +241,24 @@ class SessionMachine:
         state.last_turn_usage = state.last_turn_cost = None
         if turn.inference is not None:
             inf = turn.inference
+            last: Attrs = {}
             if reason != sc.END_SESSION_CLOSED:
-                attributes(inf)[sc.GEN_AI_RESPONSE_FINISH_REASONS] = [
+                last[sc.GEN_AI_RESPONSE_FINISH_REASONS] = [
                     reason if reason == sc.END_INTERRUPTED else turn.finish_reason
                 ]
             if turn.usage is not None:
-                attributes(inf).update(turn.usage.span_attributes())
-                attributes(inf)[sc.VOICE_USAGE_REPORTS] = turn.usage_reports
+                last.update(turn.usage.span_attributes())
+                last[sc.VOICE_USAGE_REPORTS] = turn.usage_reports
             cost = turn_cost(self.options.pricer, state, turn, t)
             if cost is not None:
-                attributes(inf).update(cost.span_attributes())
+                last.update(cost.span_attributes())
                 state.cost_total = cost if state.cost_total is None else state.cost_total + cost
                 state.last_turn_cost = cost
             if capture and turn.user_text:
-                attributes(inf)[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
+                last[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
             if capture and turn.model_text:
-                attributes(inf)[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
-            out.append(self._finish_inference(state, inf, t))
+                last[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
+            out.append(self._finish_inference(state, inf, t, last))
         total = turn_usage(turn)
         if total is not None:
             state.usage_total = state.usage_total + total
@@ -266,20 +269,20 @@ class SessionMachine:
         assert turn.end_ns is not None and turn.end_reason is not None
         capture = self.options.transcripts
         span = turn.span
-        attributes(span)[sc.GEN_AI_AGENT_INVOCATION_END_REASON] = turn.end_reason
+        last: Attrs = {sc.GEN_AI_AGENT_INVOCATION_END_REASON: turn.end_reason}
         if capture and turn.user_text:
-            attributes(span)[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
+            last[sc.GEN_AI_INPUT_MESSAGES] = self.content.messages("user", turn.user_text)
             user_line = self.content.redact("".join(turn.user_text))
             state.transcript = (*state.transcript, {"turn": turn.number, "role": "user", "text": user_line})
         if capture and turn.model_text:
-            attributes(span)[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
+            last[sc.GEN_AI_OUTPUT_MESSAGES] = self.content.messages("assistant", turn.model_text)
             model_line = self.content.redact("".join(turn.model_text))
             state.transcript = (*state.transcript, {"turn": turn.number, "role": "assistant", "text": model_line})
         implied: Attrs = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.VOICE_TURN_NUMBER: turn.number}
-        out.append(finish(state, span, turn.end_ns, implied=implied))
+        out.append(finish(state, span, turn.end_ns, implied=implied, last=last))
 
-    def _finish_inference(self, state: SessionState, inference: OpenSpan, t: int) -> FinishedSpan:
-        return finish(state, inference, t, implied=inference_attributes(state, {}))
+    def _finish_inference(self, state: SessionState, inference: OpenSpan, t: int, last: Attrs) -> FinishedSpan:
+        return finish(state, inference, t, implied=inference_attributes(state, {}), last=last)
 
     # -- user -----------------------------------------------------------------------------------------
 
@@ -294,7 +297,7 @@ class SessionMachine:
             return
         turn = self._turn(state, t, out)
         if turn.speech is None:
-            turn.speech = child(turn.span, sc.SPAN_USER_SPEECH, t, {sc.VOICE_SPEECH_SOURCE: source})
+            turn.speech = child(turn.span, sc.SPAN_USER_SPEECH, t, (sc.VOICE_SPEECH_SOURCE, source))
 
     def _speech_end(self, state: SessionState, e: ev.UserSpeechEnd, t: int, out: list[FinishedSpan]) -> None:
         # Without a source of its own, the end was detected by whatever detected the start.
@@ -303,9 +306,8 @@ class SessionMachine:
             state.pending_speech.source = e.source or state.pending_speech.source
         elif state.turn is not None and state.turn.speech is not None:
             speech = state.turn.speech
-            source = e.source or str(speech.attributes.get(sc.VOICE_SPEECH_SOURCE, CLIENT_VAD))
-            speech.attributes[sc.VOICE_SPEECH_SOURCE] = source
-            out.append(finish(state, speech, t))
+            source = e.source or str(get_attr(speech, sc.VOICE_SPEECH_SOURCE, CLIENT_VAD))
+            out.append(finish(state, speech, t, last={sc.VOICE_SPEECH_SOURCE: source}))
             state.turn.user_audio_ms += (t - speech.start_ns) / 1e6
             state.turn.speech = None
             state.turn.speech_end_ns = t
@@ -330,13 +332,13 @@ class SessionMachine:
         if turn.inference is not None and turn.response_done_ns is not None:
             # The next response of the same turn (after a tool call): the completed one's span ends.
             inference, done_ns = turn.inference, turn.response_done_ns
-            settle_response(self.options.pricer, state, turn, inference)
-            out.append(self._finish_inference(state, inference, max(inference.start_ns, done_ns)))
+            last = settle_response(self.options.pricer, state, turn)
+            out.append(self._finish_inference(state, inference, max(inference.start_ns, done_ns), last))
         first = turn.inference is None and not turn.responses
         self._inference(state, t, out)
         latency = self._latency(turn, t)
         if first and latency is not None:
-            attributes(turn.span)[sc.VOICE_LATENCY_USER_TO_FIRST_CHUNK_MS] = latency[0]
+            set_attr(turn.span, sc.VOICE_LATENCY_USER_TO_FIRST_CHUNK_MS, latency[0])
 
     def _latency(self, turn: TurnState, t: int) -> tuple[float, str] | None:
         """Milliseconds since the user stopped speaking, and how that moment was known. None when unknown, or
@@ -357,12 +359,12 @@ class SessionMachine:
         if turn.first_audio_ns is not None:
             return
         turn.first_audio_ns = t
-        attributes(inference)[sc.VOICE_FIRST_AUDIO_TIME] = t
+        set_attr(inference, sc.VOICE_FIRST_AUDIO_TIME, t)
         add_event(inference, SpanEvent(sc.EVENT_FIRST_AUDIO, t))
         latency = self._latency(turn, t)
         if latency is not None:
-            attributes(turn.span)[sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS] = latency[0]
-            attributes(turn.span)[sc.VOICE_LATENCY_SOURCE] = latency[1]
+            set_attr(turn.span, sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS, latency[0])
+            set_attr(turn.span, sc.VOICE_LATENCY_SOURCE, latency[1])
             state.first_audio_ms = (*state.first_audio_ms, latency[0])
 
     def _playback_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
@@ -373,8 +375,8 @@ class SessionMachine:
         add_event(turn.span, SpanEvent(sc.EVENT_FIRST_PLAYBACK, t))
         latency = self._latency(turn, t)
         if latency is not None:
-            attributes(turn.span)[sc.VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS] = latency[0]
-            attributes(turn.span).setdefault(sc.VOICE_LATENCY_SOURCE, latency[1])
+            set_attr(turn.span, sc.VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS, latency[0])
+            set_default_attr(turn.span, sc.VOICE_LATENCY_SOURCE, latency[1])
 
     def _model_transcript(self, state: SessionState, e: ev.ModelTranscript, t: int, out: list[FinishedSpan]) -> None:
         held = self._awaiting_turn_complete(state)
@@ -446,7 +448,7 @@ class SessionMachine:
             # The same barge-in reported twice (the provider's signal and the player's stop): one interruption,
             # completed with what the second report knows.
             for key, value in attrs.items():
-                attributes(held.span).setdefault(key, value)
+                set_default_attr(held.span, key, value)
             for event in reversed(state.root_events):
                 if event.name == sc.EVENT_INTERRUPTION and event.attributes.get(sc.VOICE_TURN_NUMBER) == held.number:
                     for key, value in attrs.items():
@@ -462,7 +464,7 @@ class SessionMachine:
     def _count_interruption(self, state: SessionState, turn: TurnState, t: int, attrs: Attrs) -> None:
         state.interruption_count += 1
         attrs[sc.VOICE_TURN_NUMBER] = turn.number
-        attributes(turn.span).update(attrs)
+        update_attrs(turn.span, attrs)
         root_event(state, SpanEvent(sc.EVENT_INTERRUPTION, t, dict(attrs)))
 
     def _usage(self, state: SessionState, e: ev.ModelUsage, t: int, out: list[FinishedSpan]) -> None:
@@ -496,15 +498,15 @@ class SessionMachine:
             state.expect_trailing_turn_complete = False
         turn = self._turn(state, t, out)
         state.tool_call_count += 1
-        attrs: Attrs = {
-            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL,
-            sc.GEN_AI_TOOL_NAME: e.name,
-            sc.GEN_AI_TOOL_CALL_ID: e.call_id,
-            sc.GEN_AI_TOOL_TYPE: "function",
-            sc.VOICE_TURN_NUMBER: turn.number,
-        }
+        attrs: tuple[Any, ...] = (
+            sc.GEN_AI_OPERATION_NAME, sc.OPERATION_EXECUTE_TOOL,
+            sc.GEN_AI_TOOL_NAME, e.name,
+            sc.GEN_AI_TOOL_CALL_ID, e.call_id,
+            sc.GEN_AI_TOOL_TYPE, "function",
+            sc.VOICE_TURN_NUMBER, turn.number,
+        )
         if self.options.tool_arguments and e.arguments is not None:
-            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = self.content.value(e.arguments)
+            attrs = (*attrs, sc.GEN_AI_TOOL_CALL_ARGUMENTS, self.content.value(e.arguments))
         # Tools may outlive their turn (a result after a barge-in): they end at their own result.
         if state.tools is NO_TOOLS:
             state.tools = {}
@@ -517,23 +519,22 @@ class SessionMachine:
         if tool is None:
             return
         error = None
+        last: Attrs
         if e.error is not None and e.error is not False:
             error = self.content.message(e.error if isinstance(e.error, str) else to_json(e.error))
-            tool.attributes[sc.ERROR_TYPE] = "tool_error"
             state.tool_error_count += 1
-            tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_ERROR
+            last = {sc.ERROR_TYPE: "tool_error", sc.VOICE_TOOL_END_REASON: sc.END_ERROR}
         else:
-            tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_COMPLETED
+            last = {sc.VOICE_TOOL_END_REASON: sc.END_COMPLETED}
         if self.options.tool_results and e.result is not None:
-            tool.attributes[sc.GEN_AI_TOOL_CALL_RESULT] = self.content.value(e.result)
-        out.append(finish(state, tool, t, error))
+            last[sc.GEN_AI_TOOL_CALL_RESULT] = self.content.value(e.result)
+        out.append(finish(state, tool, t, error, last=last))
 
     def _tool_cancel(self, state: SessionState, e: ev.ToolCancel, t: int, out: list[FinishedSpan]) -> None:
         for call_id in e.call_ids:
             tool = state.tools.pop(call_id, None)
             if tool is not None:
-                tool.attributes[sc.VOICE_TOOL_END_REASON] = sc.END_CANCELLED
-                out.append(finish(state, tool, t))
+                out.append(finish(state, tool, t, last={sc.VOICE_TOOL_END_REASON: sc.END_CANCELLED}))
 
     # -- session --------------------------------------------------------------------------------------
 

@@ -8,17 +8,19 @@ the session (its ids, user, agent, tags, the model and the operation a span kind
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from gateway import semconv as sc
 from gateway.sessions.state import (
-    NO_ATTRIBUTES,
     Attrs,
+    AttrValue,
     FinishedSpan,
     OpenSpan,
     SessionState,
     SpanEvent,
     SpanKindName,
-    new_span_id,
+    new_span_int,
 )
 
 MAX_ROOT_EVENTS = 128
@@ -58,23 +60,52 @@ def named(kind: str, what: str | None) -> str:
 
 
 def open_span(
-    name: str, parent: str | None, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal"
+    name: str, parent: int | str | None, t: int, attrs: tuple[Any, ...] = (), kind: SpanKindName = "internal"
 ) -> OpenSpan:
-    return OpenSpan(name, new_span_id(), parent, t, kind, NO_ATTRIBUTES if attrs is None else attrs)
+    """``parent``: an open span's ``id``, or a hex id (the session's root: pass ``TraceRef.root_span_id`` itself,
+    shared rather than copied)."""
+    return OpenSpan(name, new_span_int(), parent, t, kind, attrs)
 
 
-def child(parent: OpenSpan, name: str, t: int, attrs: Attrs | None = None, kind: SpanKindName = "internal") -> OpenSpan:
-    span = open_span(name, parent.span_id, t, attrs, kind)
+def child(parent: OpenSpan, name: str, t: int, attrs: tuple[Any, ...] = (),
+          kind: SpanKindName = "internal") -> OpenSpan:
+    span = OpenSpan(name, new_span_int(), parent.id, t, kind, attrs)
     span.trace_id = parent.trace_id
     return span
 
 
-def attributes(span: OpenSpan) -> Attrs:
-    """The span's own attributes, to change: a span opened without any gets its dict here."""
-    attrs = span.attributes
-    if attrs is NO_ATTRIBUTES:
-        attrs = span.attributes = {}
-    return attrs
+# Keys are looked up among the keys only (attrs[::2]): ``in`` over the whole tuple would also compare the key
+# with every value, and a str compared with a float or an int costs more than the slice.
+
+
+def get_attr(span: OpenSpan, key: str, default: AttrValue | None = None) -> AttrValue | None:
+    attrs = span.attrs
+    keys = attrs[::2]
+    if key in keys:
+        value: AttrValue = attrs[keys.index(key) * 2 + 1]
+        return value
+    return default
+
+
+def set_attr(span: OpenSpan, key: str, value: AttrValue) -> None:
+    attrs = span.attrs
+    keys = attrs[::2]
+    if key in keys:
+        i = keys.index(key) * 2 + 1
+        span.attrs = attrs[:i] + (value,) + attrs[i + 1:]  # noqa: RUF005 (concatenation: no unpacking)
+    else:
+        span.attrs = attrs + (key, value)  # noqa: RUF005
+
+
+def set_default_attr(span: OpenSpan, key: str, value: AttrValue) -> None:
+    attrs = span.attrs
+    if key not in attrs[::2]:
+        span.attrs = attrs + (key, value)  # noqa: RUF005
+
+
+def update_attrs(span: OpenSpan, values: Mapping[str, AttrValue]) -> None:
+    for key, value in values.items():  # a few at most: a rebuilt tuple each is cheaper than a dict round trip
+        set_attr(span, key, value)
 
 
 def add_event(span: OpenSpan, event: SpanEvent) -> None:
@@ -90,15 +121,26 @@ def root_event(state: SessionState, event: SpanEvent) -> None:
 
 
 def finish(
-    state: SessionState, span: OpenSpan, t: int, error: str | None = None, implied: Attrs | None = None
+    state: SessionState, span: OpenSpan, t: int, error: str | None = None, implied: Attrs | None = None,
+    last: Attrs | None = None,
 ) -> FinishedSpan:
     """The finished record: the session's attributes, then ``implied`` (what the span's kind implies), then
-    the span's own."""
+    the span's own, then ``last`` (what its ending adds, handed over as a dict rather than set on the span)."""
     attrs = session_attributes(state)
     if implied:
         attrs.update(implied)
-    attrs.update(span.attributes)
+    own = span.attrs
+    if own:
+        if len(own) == 2:
+            attrs[own[0]] = own[1]
+        else:
+            attrs.update(zip(own[::2], own[1::2], strict=True))
+    if last:
+        attrs.update(last)
+    # The ids as OpenSpan.span_id and .parent_id give them, without two property calls per span.
+    parent = span.parent
     return FinishedSpan(
-        span.name, span.span_id, span.parent_id, span.start_ns, max(t, span.start_ns), span.kind,
-        attrs, tuple(span.events), error, span.trace_id, span.links,
+        span.name, span.id.to_bytes(8, "big").hex(),
+        parent.to_bytes(8, "big").hex() if isinstance(parent, int) else parent,
+        span.start_ns, max(t, span.start_ns), span.kind, attrs, tuple(span.events), error, span.trace_id, span.links,
     )

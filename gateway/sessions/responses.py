@@ -11,26 +11,23 @@ from __future__ import annotations
 from gateway import semconv as sc
 from gateway.analytics.pricing import Pricer
 from gateway.analytics.usage import Usage
-from gateway.sessions.records import attributes
-from gateway.sessions.state import OpenSpan, SessionState, TurnState
+from gateway.sessions.state import Attrs, SessionState, TurnState
 
 FINISH_TOOL_CALLS = "tool_calls"
 
 
-def settle_response(pricer: Pricer | None, state: SessionState, turn: TurnState, inference: OpenSpan) -> None:
-    """Put an earlier response's finish reason, usage and cost on its span and fold them into the totals,
-    then make room for the turn's next response."""
-    attributes(inference)[sc.GEN_AI_RESPONSE_FINISH_REASONS] = [
-        FINISH_TOOL_CALLS if turn.response_tool_calls else "stop"
-    ]
+def settle_response(pricer: Pricer | None, state: SessionState, turn: TurnState) -> Attrs:
+    """An earlier response's finish reason, usage and cost, for its inference span (returned), folded into the
+    totals; then room for the turn's next response."""
+    last: Attrs = {sc.GEN_AI_RESPONSE_FINISH_REASONS: [FINISH_TOOL_CALLS if turn.response_tool_calls else "stop"]}
     usage = turn.usage
     if usage is not None:
-        attributes(inference).update(usage.span_attributes())
-        attributes(inference)[sc.VOICE_USAGE_REPORTS] = turn.usage_reports
+        last.update(usage.span_attributes())
+        last[sc.VOICE_USAGE_REPORTS] = turn.usage_reports
         turn.earlier_usage = usage if turn.earlier_usage is None else turn.earlier_usage + usage
         cost = pricer.price(state.provider, state.model, usage) if pricer is not None else None
         if cost is not None:
-            attributes(inference).update(cost.span_attributes())
+            last.update(cost.span_attributes())
             state.cost_total = cost if state.cost_total is None else state.cost_total + cost
     turn.inference = None
     turn.usage = None
@@ -38,6 +35,7 @@ def settle_response(pricer: Pricer | None, state: SessionState, turn: TurnState,
     turn.response_done_ns = None
     turn.response_tool_calls = 0
     turn.responses += 1
+    return last
 
 
 def turn_usage(turn: TurnState) -> Usage | None:
