@@ -10,7 +10,10 @@ How: the SDK's own path below ``record``, kept whole where it decides anything: 
 every view's match of the instrument (so a view's attribute filter, another aggregation, drop, temporality
 and the cardinality limit apply as before), the same series key (``_hash_attributes`` of the view-filtered
 attributes), the series' aggregation created the same way, and each value handed to its ``aggregate`` in
-order, so counts, sums, bucket counts, minimum and maximum come out bit for bit as from ``record``.
+order, so counts, sums, bucket counts, minimum and maximum come out bit for bit as from ``record``. For the
+SDK's explicit-bucket histogram (the default aggregation) that ``aggregate`` is done here, under the
+aggregation's own lock: the same additions, comparisons and bucket search in the same order, without a
+``Measurement`` per value (nothing else reads it: the exemplar reservoir is offered nothing, as above).
 
 Where that path would need what it skips, each value goes through ``record`` instead: an instrument that
 is not the SDK's (the API's no-op or proxy), a meter configured off, an exemplar filter that may sample
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +40,7 @@ _MAX_KEYS = 10_000
 
 try:  # the SDK's internals as of the pinned version (pyproject); without them, record() per value
     from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
+    from opentelemetry.sdk.metrics._internal.aggregation import _ExplicitBucketHistogramAggregation
     from opentelemetry.sdk.metrics._internal.instrument import _Histogram as _SdkHistogram
     from opentelemetry.sdk.metrics._internal.measurement import Measurement
     from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
@@ -88,20 +93,18 @@ class HistogramRecorder:
         for value in values:
             if not math.isfinite(value) or value < 0:
                 return False
-        measurements = [Measurement(value, now, histogram, context, None) for value in values]
+        measurements: list[Measurement] | None = None  # made for an aggregation of another kind only
         for match, kept, key in self._plan(histogram, labels, consumer._reader_storages):
             if match._reset_on_collect:
                 with match._lock:  # a delta collection swaps the aggregations: none may be lost
                     aggregation = match._get_or_create_aggregation(key, kept)
-                    for m in measurements:
-                        aggregation.aggregate(m, False)
+                    measurements = _into(aggregation, values, measurements, histogram, context, now)
                 continue
             found = match._attributes_aggregation.get(key)
             if found is None:
                 with match._lock:
                     found = match._get_or_create_aggregation(key, kept)
-            for m in measurements:
-                found.aggregate(m, False)
+            measurements = _into(found, values, measurements, histogram, context, now)
         return True
 
     def _plan(self, histogram: Histogram, labels: Labels, storages: Any) -> list[tuple[Any, dict[str, Any], Any]]:
@@ -121,6 +124,40 @@ class HistogramRecorder:
             self._plans.clear()
         self._plans[(histogram, labels)] = (storages, plan)
         return plan
+
+
+def _into(aggregation: Any, values: Sequence[float], measurements: list[Measurement] | None, histogram: Any,
+          context: Context, now: int) -> list[Measurement] | None:
+    """``aggregation.aggregate(Measurement(value, ...), False)`` for each value, in order; returns the measurements
+    when it had to make them (to reuse for the next aggregation)."""
+    if type(aggregation) is _ExplicitBucketHistogramAggregation:
+        explicit: Any = aggregation  # its attributes as they are, not as the SDK's annotations say
+        # Its aggregate(), value by value, inlined: the sum grows in the same order, min and max are folded in
+        # the same order (so an int 0 and a float 0.0 come out as they would), the same bucket counts.
+        with explicit._lock:
+            counts = explicit._value
+            if counts is None:
+                counts = explicit._value = explicit._get_empty_bucket_counts()
+            boundaries, total = explicit._boundaries, explicit._sum
+            if explicit._record_min_max:
+                low, high = explicit._min, explicit._max
+                for value in values:
+                    total += value
+                    low = min(low, value)
+                    high = max(high, value)
+                    counts[bisect_left(boundaries, value)] += 1
+                explicit._min, explicit._max = low, high
+            else:
+                for value in values:
+                    total += value
+                    counts[bisect_left(boundaries, value)] += 1
+            explicit._sum = total
+        return measurements
+    if measurements is None:
+        measurements = [Measurement(value, now, histogram, context, None) for value in values]
+    for m in measurements:
+        aggregation.aggregate(m, False)
+    return measurements
 
 
 def _may_sample_exemplars(context: Context) -> bool:
