@@ -337,7 +337,13 @@ class RecordEncoder:
                 out += (_SPAN_DROPPED, _varint(dropped))
         if record.events:
             events = record.events if self._max_events is None else record.events[:self._max_events]
-            out += map(self._event, events)
+            names = self._event_names
+            for event in events:
+                if not event.attributes and event.time_ns:  # the usual event, a mark in time: as _event writes it
+                    head, name_field = names.get(event.name) or self._event_name(event.name)
+                    out += (head, _pack_q(event.time_ns), name_field)
+                else:
+                    out.append(self._event(event))
         for link_trace, link_span in record.links:
             out.append(_field(_T["span.links"], _T["link.trace_id"] + b"\x10" + _id(link_trace, 16)
                               + _T["link.span_id"] + b"\x08" + _id(link_span, 8) + _LINK_FLAGS))
