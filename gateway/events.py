@@ -221,6 +221,7 @@ for _cls in get_args(Event):
     _cls.type = _cls.__struct_config__.tag
     EVENT_CLASSES[_cls.type] = _cls
 EVENT_TYPES: frozenset[str] = frozenset(EVENT_CLASSES)
+EVENT_CLASS_SET: frozenset[type[BaseEvent]] = frozenset(EVENT_CLASSES.values())  # what a decoded event is
 
 _event_decoder = msgspec.json.Decoder(Event)
 

@@ -15,6 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any, cast
 
 from opentelemetry.propagators.textmap import DefaultGetter
@@ -51,6 +52,7 @@ from gateway.spans import SpanEmitter
 
 log = logging.getLogger("gateway.sessions")
 _NO_LABELS: dict[str, str] = {}  # an Emission without spans: its labels are never read
+_seq = attrgetter("seq")
 _propagator = TraceContextTextMapPropagator()
 
 
@@ -193,20 +195,27 @@ class SessionService:
     def _validate(
         self, raw_events: Sequence[object], prefix: str, result: IngestResult
     ) -> list[tuple[int, ev.Event]]:
-        if len(raw_events) == 1 and isinstance(raw_events[0], ev.BaseEvent):
+        # isinstance() on a msgspec Struct class costs some 0.1 µs here: the event classes are looked up by type.
+        if len(raw_events) == 1 and type(raw_events[0]) in ev.EVENT_CLASS_SET:
             return [(0, cast(ev.Event, raw_events[0]))]  # one event, decoded already: nothing to check or order
-        valid: list[tuple[int, ev.Event]] = []
-        for index, raw in enumerate(raw_events):
-            if isinstance(raw, ev.BaseEvent):  # decoded with its batch already
-                valid.append((index, cast(ev.Event, raw)))
-                continue
-            try:
-                valid.append((index, ev.parse_event(raw, f"{prefix}[{index}]" if prefix else "")))
-            except RequestError as exc:
-                result.rejected.append({"index": index, "errors": [e.to_json() for e in exc.errors]})
-                self.metrics.events_rejected.labels("invalid_event").inc()
-        # Client order: by seq when every event has one, else as sent.
-        if len(valid) > 1 and all(e.seq is not None for _, e in valid):
+        if ev.EVENT_CLASS_SET.issuperset(map(type, raw_events)):  # a batch decoded whole: all valid
+            valid = list(enumerate(cast(Sequence[ev.Event], raw_events)))
+            seqs = list(map(_seq, raw_events))
+        else:
+            valid = []
+            for index, raw in enumerate(raw_events):
+                if isinstance(raw, ev.BaseEvent):  # decoded with its batch already
+                    valid.append((index, cast(ev.Event, raw)))
+                    continue
+                try:
+                    valid.append((index, ev.parse_event(raw, f"{prefix}[{index}]" if prefix else "")))
+                except RequestError as exc:
+                    result.rejected.append({"index": index, "errors": [e.to_json() for e in exc.errors]})
+                    self.metrics.events_rejected.labels("invalid_event").inc()
+            seqs = [e.seq for _, e in valid]
+        # Client order: by seq when every event has one, else as sent. Clients send in order: a batch whose seqs
+        # already run up is left as it is (the sort, stable on ties, would not move anything).
+        if len(valid) > 1 and None not in seqs and seqs != sorted(seqs):
             valid.sort(key=lambda item: (item[1].seq or 0, item[0]))
         return valid
 
@@ -230,13 +239,10 @@ class SessionService:
             if has_seen(event_id):
                 duplicates += 1
                 continue
-            count = state.event_count
-            refusal = None
-            if count >= max_events:
-                refusal = f"the session reached its limit of {max_events} events"
-            elif event.type == "tool.call" and len(state.tools) >= max_tools:
-                refusal = f"the session has {len(state.tools)} open tool calls, its limit"
-            if refusal is not None:
+            count, kind = state.event_count, event.type
+            if count >= max_events or (kind == "tool.call" and len(state.tools) >= max_tools):
+                refusal = (f"the session reached its limit of {max_events} events" if count >= max_events
+                           else f"the session has {len(state.tools)} open tool calls, its limit")
                 result.rejected.append({"index": index, "errors": [{"path": "", "message": refusal}]})
                 result.limited += 1
                 continue
@@ -244,7 +250,7 @@ class SessionService:
             state.event_count = count + 1
             apply(state, event, event_time_ns(state, event, now, skew), now, out)
             accepted += 1
-            accepted_types[event.type] += 1
+            accepted_types[kind] += 1
         result.accepted += accepted
         result.duplicates += duplicates
 

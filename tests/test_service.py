@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -10,6 +11,7 @@ from test_routes import ENV, auth, start
 
 from gateway.app import create_app
 from gateway.otel_config import load_telemetry
+from gateway.service import IngestResult, body_events
 from gateway.sessions.codec import decode, encode
 from gateway.sessions.outbox import OutboxOf
 from gateway.sessions.state import SessionState
@@ -57,3 +59,25 @@ def test_session_creation_tells_the_client_what_content_the_gateway_keeps() -> N
     env = {**ENV, "VTG_CAPTURE_CONTENT": "all"}
     with TestClient(create_app(load_telemetry(env=env))) as client:
         assert start(client)["capture"] == ["transcripts", "tool_arguments", "tool_results"]
+
+
+def test_a_batch_is_applied_in_seq_order_when_every_event_has_one_else_as_sent() -> None:
+    service = create_app(load_telemetry(env=ENV)).state.service
+
+    def order(events: list[dict[str, object]]) -> list[str]:
+        decoded, _, prefix = body_events(json.dumps({"events": events}).encode())
+        result = IngestResult()
+        return [e.id for _, e in service._validate(decoded, prefix, result)] + [
+            f"rejected {r['index']}" for r in result.rejected]
+
+    def marks(*seqs: int | None) -> list[dict[str, object]]:
+        return [{"type": "mark", "id": f"m{i}", "name": "x", **({} if s is None else {"seq": s})}
+                for i, s in enumerate(seqs)]
+
+    assert order(marks(1, 2, 2, 5)) == ["m0", "m1", "m2", "m3"]
+    assert order(marks(3, 1, 2, 1)) == ["m1", "m3", "m2", "m0"]  # ties keep the order they came in
+    assert order(marks(3, None, 1)) == ["m0", "m1", "m2"]
+    bad = marks(4, 3, None, 2)
+    del bad[2]["name"]  # a mark needs a name: the batch is decoded event by event, the bad one refused
+    assert order(bad) == ["m3", "m1", "m0", "rejected 2"]
+    assert order(marks(2, 1)[:1]) == ["m0"]

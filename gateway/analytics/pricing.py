@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final, NamedTuple, cast
+from typing import Final, NamedTuple
 
 from genai_prices import data_snapshot, types
 
@@ -76,10 +75,13 @@ class Cost:
     source: str = SOURCE_TABLE
 
     def __add__(self, other: Cost) -> Cost:
-        # The USD fields by position (they lead, in field order): each turn adds costs, and keywords cost more.
-        usd = cast(_UsdValues, tuple(map(operator.add, _usd(self), _usd(other))))
+        # The USD fields by position (they lead, in field order), spelled out: each turn adds costs.
         return Cost(
-            *usd, self.estimated or other.estimated, self.source if self.source == other.source else SOURCE_MIXED
+            self.input_usd + other.input_usd, self.output_usd + other.output_usd, self.total_usd + other.total_usd,
+            self.input_text_usd + other.input_text_usd, self.input_audio_usd + other.input_audio_usd,
+            self.input_image_usd + other.input_image_usd, self.input_cached_usd + other.input_cached_usd,
+            self.output_text_usd + other.output_text_usd, self.output_audio_usd + other.output_audio_usd,
+            self.estimated or other.estimated, self.source if self.source == other.source else SOURCE_MIXED,
         )
 
     def __sub__(self, other: Cost) -> Cost:
@@ -96,9 +98,20 @@ class Cost:
         return NotImplemented
 
     def span_attributes(self) -> dict[str, float | bool]:
-        attrs: dict[str, float | bool] = {
-            key: value for (key, total), value in zip(_USD_ATTRIBUTES, _usd(self), strict=True) if total or value
-        }
+        # The totals always, the parts when not zero, in field order; spelled out, once per priced response.
+        attrs: dict[str, float | bool] = {_INPUT: self.input_usd, _OUTPUT: self.output_usd, _TOTAL: self.total_usd}
+        if self.input_text_usd:
+            attrs[_INPUT_TEXT] = self.input_text_usd
+        if self.input_audio_usd:
+            attrs[_INPUT_AUDIO] = self.input_audio_usd
+        if self.input_image_usd:
+            attrs[_INPUT_IMAGE] = self.input_image_usd
+        if self.input_cached_usd:
+            attrs[_INPUT_CACHED] = self.input_cached_usd
+        if self.output_text_usd:
+            attrs[_OUTPUT_TEXT] = self.output_text_usd
+        if self.output_audio_usd:
+            attrs[_OUTPUT_AUDIO] = self.output_audio_usd
         attrs[VOICE_COST_ESTIMATED] = self.estimated
         return attrs
 
@@ -112,10 +125,11 @@ _TOTAL_FIELDS: Final = ("input_usd", "output_usd", "total_usd")
 _USD_FIELDS: Final = tuple(f.name for f in fields(Cost) if f.name.endswith("_usd"))
 # The USD fields lead, in order (Cost.__add__ passes them by position), then estimated and source.
 assert [f.name for f in fields(Cost)] == [*_USD_FIELDS, "estimated", "source"]
-_usd = operator.attrgetter(*_USD_FIELDS)
-_UsdValues = tuple[float, float, float, float, float, float, float, float, float]
 # Each USD field's span attribute, and whether it is reported when zero (the totals are).
 _USD_ATTRIBUTES: Final = tuple((f"{VOICE_COST_PREFIX}{name}", name in _TOTAL_FIELDS) for name in _USD_FIELDS)
+(_INPUT, _OUTPUT, _TOTAL, _INPUT_TEXT, _INPUT_AUDIO, _INPUT_IMAGE, _INPUT_CACHED, _OUTPUT_TEXT,
+ _OUTPUT_AUDIO) = (key for key, _ in _USD_ATTRIBUTES)
+assert [total for _, total in _USD_ATTRIBUTES] == [True] * 3 + [False] * 6  # as span_attributes writes them
 
 
 class _Rates(NamedTuple):

@@ -8,22 +8,25 @@ never a session or user id.
 Counters are summed here in plain dicts and read by observable instruments
 when the metric reader collects (once per export interval): one emission (the
 spans a request finished) is summed locally and added under one lock per
-counter, instead of an SDK call per counter and span. Histogram values are
+series, instead of an SDK call per counter and span. Histogram values are
 gathered per series over the emission and recorded series by series
 (``gateway.analytics.histograms``: what ``record`` would make of each value, at
-a fraction of its cost). Label sets are built once and cached, as are each
-session's base labels.
+a fraction of its cost). A session's base labels and every series built on them
+(label tuples, histogram series with their plans) are made once and cached per
+base, so a span costs a few lookups; the pending sums and values of an emission
+are keyed by those series objects, which hash by identity.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar, cast
 
-from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from gateway import semconv as sc
-from gateway.analytics.histograms import HistogramRecorder
+from gateway.analytics.histograms import HistogramRecorder, Series
 from gateway.sessions.state import AttrValue, FinishedSpan
 
 _TOKEN_KINDS = (
@@ -39,10 +42,6 @@ MAX_VALUES_PER_LABEL = 100
 _OPERATION = (sc.GEN_AI_OPERATION_NAME, sc.OPERATION_GENERATE_CONTENT)
 
 
-def _kind(span: FinishedSpan) -> str:
-    return span.name.split(" ", 1)[0]
-
-
 class _Sums:
     """Cumulative sums by label set, for an observable counter's callback."""
 
@@ -50,19 +49,14 @@ class _Sums:
         self._values: dict[Labels, float] = {}
         self._lock = threading.Lock()  # the reader's callback runs on its own thread
 
-    def add(self, labels: Labels, value: float) -> None:
-        with self._lock:
-            self._values[labels] = self._values.get(labels, 0) + value
-
-    def add_all(self, increments: Mapping[Labels, list[float]]) -> None:
-        """Each label set's increments in the order they came: float sums come out as they did one by one."""
+    def add_all(self, labels: Labels, added: list[float]) -> None:
+        """A label set's increments in the order they came: float sums come out as they did one by one."""
         with self._lock:
             values = self._values
-            for labels, added in increments.items():
-                total = values.get(labels, 0)
-                for value in added:
-                    total += value
-                values[labels] = total
+            total = values.get(labels, 0)
+            for value in added:
+                total += value
+            values[labels] = total
 
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
@@ -98,7 +92,8 @@ class VoiceMetrics:
         ):
             meter.create_observable_counter(name, callbacks=[sums.observe], unit=unit, description=description)
         self._seen_values: dict[str, set[str]] = {}
-        self._bases: dict[tuple[tuple[str, str], ...], Labels] = {}
+        self._bases: dict[tuple[tuple[str, str], ...], _Base] = {}
+        self._kinds: dict[str, str] = {}  # span name -> its kind ("invoke_agent weather" -> "invoke_agent")
         self._histograms = HistogramRecorder()
 
     def _bounded(self, key: str, value: str) -> str:
@@ -113,88 +108,155 @@ class VoiceMetrics:
             return value
         return sc.END_OTHER
 
-    def _base(self, labels: Mapping[str, str]) -> Labels:
-        """The session's labels, bounded and sorted: cached, since a value once kept (or sent to "other") stays
-        so."""
+    def _base(self, labels: Mapping[str, str]) -> _Base:
+        """The session's labels, bounded and sorted, with the series built on them: cached, since a value once
+        kept (or sent to "other") stays so."""
         key = tuple(labels.items())
         base = self._bases.get(key)
         if base is None:
             if len(self._bases) > 10_000:
                 self._bases.clear()
-            base = self._bases[key] = tuple(sorted((k, self._bounded(k, v)) for k, v in labels.items()))
+            base = self._bases[key] = _Base(self, tuple(sorted((k, self._bounded(k, v)) for k, v in labels.items())))
         return base
 
     def observe(self, spans: Iterable[FinishedSpan], labels: Mapping[str, str]) -> None:
         base = self._base(labels)
-        # This emission's counter increments and histogram values by series, recorded together at the end.
-        pending: dict[_Sums, dict[Labels, list[float]]] = {}
-        values: dict[tuple[Histogram, Labels], list[float]] = {}
+        # This emission's counter increments and histogram values by series (one session's spans: one base),
+        # recorded together at the end.
+        counted: dict[_Counted, list[float]] = {}
+        values: dict[Series, list[float]] = {}
+        kinds = self._kinds
         for span in spans:
-            kind = _kind(span)
+            kind = kinds.get(span.name)
+            if kind is None:
+                kind = self._kind(span.name)
             a = span.attributes
-            if kind == sc.SPAN_TURN:
-                with_reason = (*base, ("voice.turn.end_reason", str(a.get(sc.GEN_AI_AGENT_INVOCATION_END_REASON))))
-                _count(pending, self.turns, with_reason, 1)
-                _add(values, self.turn_duration, with_reason, (span.end_ns - span.start_ns) / 1e9)
+            if kind == sc.SPAN_INFERENCE:
+                self._usage(a, base, counted, values)
+            elif kind == sc.SPAN_TURN:
+                turns, durations = base.turn(str(a.get(sc.GEN_AI_AGENT_INVOCATION_END_REASON)))
+                _add(counted, turns, 1)
+                _add(values, durations, (span.end_ns - span.start_ns) / 1e9)
                 ttfa = a.get(sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS)
                 if isinstance(ttfa, int | float):
-                    source = (sc.VOICE_LATENCY_SOURCE, str(a.get(sc.VOICE_LATENCY_SOURCE, "unknown")))
-                    _add(values, self.time_to_first_audio, (*base, source), ttfa / 1000)
-            elif kind == sc.SPAN_INFERENCE:
-                self._usage(a, base, pending, values)
+                    _add(values, base.first_audio(str(a.get(sc.VOICE_LATENCY_SOURCE, "unknown"))), ttfa / 1000)
             elif kind == sc.SPAN_TOOL:
-                name = self._bounded(sc.GEN_AI_TOOL_NAME, str(a.get(sc.GEN_AI_TOOL_NAME, "")))
-                tool = (*base, (sc.GEN_AI_TOOL_NAME, name),
-                        ("voice.tool.end_reason", str(a.get(sc.VOICE_TOOL_END_REASON, ""))))
-                _add(values, self.tool_duration, tool, (span.end_ns - span.start_ns) / 1e9)
+                tool = base.tool(str(a.get(sc.GEN_AI_TOOL_NAME, "")), str(a.get(sc.VOICE_TOOL_END_REASON, "")))
+                _add(values, tool, (span.end_ns - span.start_ns) / 1e9)
             elif kind == sc.SPAN_CONNECTION:
                 setup = a.get(sc.VOICE_CONNECTION_SETUP_MS)
                 if isinstance(setup, int | float):
-                    _add(values, self.setup_duration, base, setup / 1000)
+                    _add(values, base.setup, setup / 1000)
             elif kind == sc.SPAN_SESSION:
-                reason = sc.metric_end_reason(str(a.get(sc.VOICE_SESSION_END_REASON)))
-                _count(pending, self.sessions, (*base, (sc.VOICE_SESSION_END_REASON, reason)), 1)
+                _add(counted, base.session(sc.metric_end_reason(str(a.get(sc.VOICE_SESSION_END_REASON)))), 1)
                 interruptions = a.get(sc.VOICE_SESSION_INTERRUPTION_COUNT)
                 if isinstance(interruptions, int) and interruptions:
-                    _count(pending, self.interruptions, base, interruptions)
+                    _add(counted, base.interruptions, interruptions)
         if values:
-            self._histograms.record(values)
-        for sums, increments in pending.items():
-            sums.add_all(increments)
+            self._histograms.record_series(values.items())
+        for series, added in counted.items():
+            series.sums.add_all(series.labels, added)
 
-    def _usage(self, a: Mapping[str, AttrValue], base: Labels, pending: dict[_Sums, dict[Labels, list[float]]],
-               values: dict[tuple[Histogram, Labels], list[float]]) -> None:
-        for token_type, key in (("input", sc.GEN_AI_USAGE_INPUT_TOKENS), ("output", sc.GEN_AI_USAGE_OUTPUT_TOKENS)):
-            value = a.get(key)
+    def _kind(self, name: str) -> str:
+        kind = name.split(" ", 1)[0]
+        if len(self._kinds) >= 1024:  # span names come from clients too (tool names)
+            self._kinds.clear()
+        self._kinds[name] = kind
+        return kind
+
+    def _usage(self, a: Mapping[str, AttrValue], base: _Base, counted: dict[_Counted, list[float]],
+               values: dict[Series, list[float]]) -> None:
+        get = a.get
+        for key, series in base.usage:
+            value = get(key)
             if isinstance(value, int):
-                _add(values, self.token_usage, (*base, ("gen_ai.token.type", token_type), _OPERATION), value)
-        for token_type, modality, key in _TOKEN_KINDS:
-            value = a.get(key)
+                _add(values, series, value)
+        for key, counter in base.tokens:
+            value = get(key)
             if isinstance(value, int) and value:
-                labels = (*base, ("gen_ai.token.type", token_type), ("voice.modality", modality))
-                _count(pending, self.tokens, labels, value)
-        for direction, key in (("input", sc.VOICE_COST_INPUT_USD), ("output", sc.VOICE_COST_OUTPUT_USD)):
-            usd = a.get(key)
+                _add(counted, counter, value)
+        for key, counter in base.cost:
+            usd = get(key)
             if isinstance(usd, int | float) and usd:
-                _count(pending, self.cost, (*base, ("voice.cost.direction", direction)), float(usd))
+                _add(counted, counter, float(usd))
 
 
-def _add(values: dict[tuple[Histogram, Labels], list[float]], histogram: Histogram, labels: Labels,
-         value: float) -> None:
-    series = values.get((histogram, labels))
-    if series is None:
-        values[(histogram, labels)] = [value]
-    else:
-        series.append(value)
+class _Counted:
+    """One counter series: its sums and label set."""
+
+    __slots__ = ("labels", "sums")
+
+    def __init__(self, sums: _Sums, labels: Labels) -> None:
+        self.sums, self.labels = sums, labels
 
 
-def _count(pending: dict[_Sums, dict[Labels, list[float]]], sums: _Sums, labels: Labels, value: float) -> None:
-    values = pending.get(sums)
-    if values is None:
-        values = pending[sums] = {}
-    added = values.get(labels)
+class _Base:
+    """A session's base label set and the series built on it, made once: the label sets a span adds to are
+    tuples that cost more to build and hash than the value they carry."""
+
+    __slots__ = ("_by_value", "_metrics", "base", "cost", "interruptions", "setup", "tokens", "usage")
+
+    def __init__(self, metrics: VoiceMetrics, base: Labels) -> None:
+        self._metrics, self.base = metrics, base
+        self.usage = tuple((key, Series(metrics.token_usage, (*base, ("gen_ai.token.type", token_type), _OPERATION)))
+                           for token_type, key in (("input", sc.GEN_AI_USAGE_INPUT_TOKENS),
+                                                   ("output", sc.GEN_AI_USAGE_OUTPUT_TOKENS)))
+        self.tokens = tuple(
+            (key, _Counted(metrics.tokens, (*base, ("gen_ai.token.type", token_type), ("voice.modality", modality))))
+            for token_type, modality, key in _TOKEN_KINDS)
+        self.cost = tuple((key, _Counted(metrics.cost, (*base, ("voice.cost.direction", direction))))
+                          for direction, key in (("input", sc.VOICE_COST_INPUT_USD),
+                                                 ("output", sc.VOICE_COST_OUTPUT_USD)))
+        self.setup = Series(metrics.setup_duration, base)
+        self.interruptions = _Counted(metrics.interruptions, base)
+        # Series by what a span says (end reasons, latency source, tool): bounded, the values come from clients.
+        self._by_value: dict[tuple[str, ...], Any] = {}
+
+    def _cached(self, key: tuple[str, ...], value: Any) -> Any:
+        if len(self._by_value) >= 1024:
+            self._by_value.clear()
+        self._by_value[key] = value
+        return value
+
+    def turn(self, reason: str) -> tuple[_Counted, Series]:
+        found = self._by_value.get(("turn", reason))
+        if found is None:
+            labels = (*self.base, ("voice.turn.end_reason", reason))
+            found = self._cached(("turn", reason), (_Counted(self._metrics.turns, labels),
+                                                    Series(self._metrics.turn_duration, labels)))
+        return cast(tuple[_Counted, Series], found)
+
+    def first_audio(self, source: str) -> Series:
+        found = self._by_value.get(("ttfa", source))
+        if found is None:
+            found = self._cached(("ttfa", source), Series(self._metrics.time_to_first_audio,
+                                                          (*self.base, (sc.VOICE_LATENCY_SOURCE, source))))
+        return cast(Series, found)
+
+    def tool(self, name: str, reason: str) -> Series:
+        found = self._by_value.get(("tool", name, reason))
+        if found is None:
+            # Bounded once per (name, reason): a name once kept or sent to "other" stays so.
+            labels = (*self.base, (sc.GEN_AI_TOOL_NAME, self._metrics._bounded(sc.GEN_AI_TOOL_NAME, name)),
+                      ("voice.tool.end_reason", reason))
+            found = self._cached(("tool", name, reason), Series(self._metrics.tool_duration, labels))
+        return cast(Series, found)
+
+    def session(self, reason: str) -> _Counted:
+        found = self._by_value.get(("session", reason))
+        if found is None:
+            found = self._cached(("session", reason), _Counted(
+                self._metrics.sessions, (*self.base, (sc.VOICE_SESSION_END_REASON, reason))))
+        return cast(_Counted, found)
+
+
+_S = TypeVar("_S")
+
+
+def _add(pending: dict[_S, list[float]], series: _S, value: float) -> None:
+    added = pending.get(series)
     if added is None:
-        values[labels] = [value]
+        pending[series] = [value]
     else:
         added.append(value)
 

@@ -72,9 +72,12 @@ def _len(n: int) -> bytes:
 _SMALL_INT = 1 << 14  # ints cached by value below this (counts, turn numbers); larger ones are mostly unique
 
 
+_NONE: dict[Any, bytes] = {}  # what a key without cached values looks up (never written to)
+
+
 class _ByKey(dict[str, dict[str, bytes]]):
-    """Encoded string pairs by key, then by value: two lookups of str keys cost less than hashing a (key, value)
-    tuple."""
+    """Strings' pairs by key, then by value: two lookups of str keys cost less than hashing a (key, value) tuple.
+    A key looked up gets its dict at once: a string missed is always cached next."""
 
     def __missing__(self, key: str) -> dict[str, bytes]:
         values: dict[str, bytes] = {}
@@ -89,16 +92,21 @@ class _Attributes:
     the session's facts (ids, provider, model, agent) and the constant names repeat on every span of a session.
     A float is mostly unique (latencies, costs): caching it would only push the repeated strings out of a bounded
     cache, so it is written from its key's prefix, cached per key (the pair's length does not depend on the
-    value). Booleans, small ints and string lists are cached by value and type (``True == 1 == 1.0``). Bounded,
-    since keys and values come from clients."""
+    value). Small ints and string lists are cached by key, then by value, each type apart (``True == 1 == 1.0``,
+    so they never share a dict), as are booleans; large ints (times in ns) are written from their key's head.
+    Bounded, since keys and values come from clients."""
 
     def __init__(self, tag: bytes, limit: int = 4096) -> None:
         self._tag = tag
         self._limit = limit
         self._keys: dict[str, bytes] = {}
         self._strings = _ByKey()
-        self._string_count = 0
-        self._others: dict[tuple[Any, ...], bytes] = {}
+        self._ints: dict[str, dict[Any, bytes]] = {}
+        self._lists: dict[str, dict[Any, bytes]] = {}
+        self._bools: dict[str, dict[Any, bytes]] = {}
+        self._by_key_count = 0  # pairs held by _strings, _ints, _lists and _bools together
+        # Large ints by key: everything of the pair before the value's varint, and that varint's length.
+        self._int_heads: dict[str, tuple[int, bytes]] = {}
         self._floats: dict[str, bytes] = {}
 
     def _key(self, key: str) -> bytes:
@@ -117,7 +125,7 @@ class _Attributes:
     def encode(self, attributes: Attrs) -> bytes:
         if not attributes:
             return b""
-        strings, others, floats = self._strings, self._others.get, self._floats.get
+        strings, ints, floats = self._strings, self._ints, self._floats
         out: list[bytes] = []
         append = out.append
         for key, value in attributes.items():
@@ -125,27 +133,79 @@ class _Attributes:
             if kind is str:
                 encoded = strings[key].get(value)  # type: ignore[arg-type]  # a str, just checked
                 if encoded is None:
-                    encoded = self._string(key, value)  # type: ignore[arg-type]
+                    encoded = self._string(key, value)  # type: ignore[arg-type]  # a str, just checked
             elif kind is float:
-                prefix = floats(key)
+                prefix = floats.get(key)
                 if prefix is None:
                     prefix = self._float_prefix(key)
-                encoded = prefix + _pack_d(value)
-            else:
-                encoded = others((key, tuple(value), list) if kind is list else (key, value, kind))  # type: ignore[arg-type]
+                append(prefix)
+                encoded = _pack_d(value)
+            elif kind is int:
+                encoded = ints.get(key, _NONE).get(value)
                 if encoded is None:
-                    encoded = self._other(key, value)
+                    encoded = self._int(key, value)  # type: ignore[arg-type]  # an int, just checked
+            elif kind is list:
+                items = tuple(value)  # type: ignore[arg-type]  # a list, just checked
+                encoded = self._lists.get(key, _NONE).get(items)
+                if encoded is None:
+                    encoded = self._list(key, items)
+            elif kind is bool:
+                encoded = self._bools.get(key, _NONE).get(value)
+                if encoded is None:
+                    encoded = self._bool(key, value)  # type: ignore[arg-type]  # a bool, just checked
+            else:
+                encoded = self._other(key, value)
             append(encoded)
         return b"".join(out)
+
+    def _count(self) -> None:
+        """One more value cached by key: all of them start over at the limit, so that it bounds keys and values
+        alike."""
+        if self._by_key_count >= self._limit:
+            self._strings.clear()
+            self._ints.clear()
+            self._lists.clear()
+            self._bools.clear()
+            self._by_key_count = 0
+        self._by_key_count += 1
 
     def _string(self, key: str, value: str) -> bytes:
         raw = value.encode()
         encoded = self._pair(key, b"\x0a" + _len(len(raw)) + raw)
-        if self._string_count >= self._limit:  # all of them, so that the limit bounds keys and values alike
-            self._strings.clear()
-            self._string_count = 0
+        self._count()
         self._strings[key][value] = encoded
-        self._string_count += 1
+        return encoded
+
+    def _int(self, key: str, value: int) -> bytes:
+        any_value = b"\x18" + _varint(value)
+        if -_SMALL_INT < value < _SMALL_INT:  # counts, turn numbers: they repeat; larger ones are mostly unique
+            encoded = self._pair(key, any_value)
+            self._count()
+            self._ints.setdefault(key, {})[value] = encoded
+            return encoded
+        # A time in ns, mostly: the pair's head depends only on the key and the varint's length.
+        head = self._int_heads.get(key)
+        if head is not None and head[0] == len(any_value):
+            return head[1] + any_value
+        encoded = self._pair(key, any_value)
+        _remember(self._int_heads, key, (len(any_value), encoded[:-len(any_value)]), self._limit)
+        return encoded
+
+    def _bool(self, key: str, value: bool) -> bytes:
+        encoded = self._pair(key, b"\x10\x01" if value else b"\x10\x00")
+        self._count()
+        self._bools.setdefault(key, {})[value] = encoded
+        return encoded
+
+    def _list(self, key: str, items: tuple[Any, ...]) -> bytes:
+        if not all(type(v) is str for v in items):  # not cached: its items may be True or 1
+            return self._pair(key, _any(list(items)))
+        # An ArrayValue of string AnyValues.
+        values = [b"\x0a" + _len(len(raw)) + raw for raw in (v.encode() for v in items)]
+        array = b"".join(b"\x0a" + _len(len(item)) + item for item in values)
+        encoded = self._pair(key, b"\x2a" + _len(len(array)) + array)
+        self._count()
+        self._lists.setdefault(key, {})[items] = encoded
         return encoded
 
     def _float_prefix(self, key: str) -> bytes:
@@ -155,26 +215,7 @@ class _Attributes:
                          self._limit)
 
     def _other(self, key: str, value: Any) -> bytes:
-        kind = type(value)
-        cache_key: tuple[Any, ...] | None = (key, value, kind)
-        if kind is bool:
-            any_value = b"\x10\x01" if value else b"\x10\x00"
-        elif kind is int:
-            any_value = b"\x18" + _varint(value)
-            if not -_SMALL_INT < value < _SMALL_INT:
-                cache_key = None
-        elif kind is list and all(type(v) is str for v in value):  # an ArrayValue of string AnyValues
-            cache_key = (key, tuple(value), list)
-            items = [b"\x0a" + _len(len(raw)) + raw for raw in (v.encode() for v in value)]
-            array = b"".join(b"\x0a" + _len(len(item)) + item for item in items)
-            any_value = b"\x2a" + _len(len(array)) + array
-        else:  # anything else, as the generic encoder writes it; not cached (its items may be True or 1)
-            cache_key = None
-            any_value = _any(value)
-        encoded = self._pair(key, any_value)
-        if cache_key is not None:
-            _remember(self._others, cache_key, encoded, self._limit)
-        return encoded
+        return self._pair(key, _any(value))  # as the generic encoder writes it; not cached
 
 
 def _truncated(value: Any, length: int) -> Any:
@@ -296,7 +337,13 @@ class RecordEncoder:
                 out += (_SPAN_DROPPED, _varint(dropped))
         if record.events:
             events = record.events if self._max_events is None else record.events[:self._max_events]
-            out += map(self._event, events)
+            names = self._event_names
+            for event in events:
+                if not event.attributes and event.time_ns:  # the usual event, a mark in time: as _event writes it
+                    head, name_field = names.get(event.name) or self._event_name(event.name)
+                    out += (head, _pack_q(event.time_ns), name_field)
+                else:
+                    out.append(self._event(event))
         for link_trace, link_span in record.links:
             out.append(_field(_T["span.links"], _T["link.trace_id"] + b"\x10" + _id(link_trace, 16)
                               + _T["link.span_id"] + b"\x08" + _id(link_span, 8) + _LINK_FLAGS))

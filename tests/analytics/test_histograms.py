@@ -5,14 +5,21 @@ aggregation, with exemplars when the filter samples, and refusing what ``record`
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import AlwaysOnExemplarFilter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics._internal.aggregation import _ExplicitBucketHistogramAggregation
 from opentelemetry.sdk.metrics._internal.instrument import _Histogram
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
-from opentelemetry.sdk.metrics.view import DropAggregation, ExponentialBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.view import (
+    DropAggregation,
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    View,
+)
 from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.analytics.histograms import HistogramRecorder
@@ -149,3 +156,25 @@ def test_a_reader_added_later_gets_the_values_recorded_after_it_joined() -> None
     together = play(True)
     assert together == play(False)
     assert together[0][0]["count"] == len(VALUES) and together[1][0]["count"] == len(VALUES) - 4
+
+
+def test_ints_and_floats_mixed_keep_the_types_and_extremes_record_gives_them() -> None:
+    # 0 and 0.0 compare equal: min and max must keep whichever record() would have kept, and int sums stay int.
+    mixed = [3, 0.0, 0, 2.5, 7, 7.0, 1e-9]
+    got = same_either_way([(TURN, mixed), (TOOL, [5, 0, 12])])
+    assert {repr(p["min"]) for p in got} == {"0.0", "0"} and any(type(p["sum"]) is int for p in got)
+    no_extremes = View(instrument_name="*", aggregation=ExplicitBucketHistogramAggregation((1.0, 4.0),
+                                                                                          record_min_max=False))
+    got = same_either_way([(TURN, mixed), (TURN, VALUES)], views=[no_extremes])
+    assert got[0]["bucket_counts"] == (9, 3, 4) and got[0]["min"] == math.inf
+
+
+def test_the_default_aggregation_takes_the_values_without_a_measurement_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = run(False, [(TURN, VALUES), (TOOL, VALUES[:3])])
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("aggregated one by one")
+
+    monkeypatch.setattr(_ExplicitBucketHistogramAggregation, "aggregate", refuse)
+    assert run(True, [(TURN, VALUES), (TOOL, VALUES[:3])]) == expected
+    assert run(True, [(TURN, VALUES), (TOOL, VALUES[:3])], delta=True, collect_between=True) == expected

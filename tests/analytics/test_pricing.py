@@ -1,3 +1,4 @@
+import dataclasses
 import logging
 from collections import Counter
 from decimal import Decimal
@@ -287,3 +288,21 @@ def test_modality_amounts_add_up_to_the_totals(text: int, audio: int, image: int
         assert cost.total_usd == pytest.approx(cost.input_usd + cost.output_usd, rel=1e-12, abs=1e-18)
         assert all(amount >= 0 for key, amount in cost.to_json().items() if key.endswith("_usd"))
 
+
+
+def test_span_attributes_come_in_field_order_and_sums_field_by_field() -> None:
+    # The order is the spans' attribute order, and so the encoded bytes'.
+    parts = {f.name: float(i + 1) for i, f in enumerate(dataclasses.fields(Cost)) if f.name.endswith("_usd")}
+    full = Cost(**parts)
+    assert list(full.span_attributes()) == [f"voice.cost.{name}" for name in parts] + ["voice.cost.estimated"]
+    assert list(full.span_attributes().values())[:-1] == list(parts.values())
+    doubled = full + full
+    assert [getattr(doubled, name) for name in parts] == [2 * v for v in parts.values()]
+    counts = {f.name: i + 1 for i, f in enumerate(dataclasses.fields(Usage))}
+    usage = Usage(**counts) + Usage(**counts)
+    assert usage.to_dict() == {name: 2 * v for name, v in counts.items()}
+    assert list(usage.span_attributes().items()) == [
+        ("gen_ai.usage.input_tokens", 2), ("gen_ai.usage.output_tokens", 4),
+        ("gen_ai.usage.text.input_tokens", 6), ("gen_ai.usage.audio.input_tokens", 8),
+        ("gen_ai.usage.text.output_tokens", 12), ("gen_ai.usage.audio.output_tokens", 14),
+        ("gen_ai.usage.cache_read.input_tokens", 16)]

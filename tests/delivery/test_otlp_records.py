@@ -107,13 +107,18 @@ def test_the_encoders_caches_stay_bounded_and_the_bytes_right_under_values_seen_
     for n in range(6000):
         record = FinishedSpan(f"span {n}", f"{n + 1:016x}", trace.root_span_id, 1, 2, "internal",
                               {f"key.{n}": f"value {n}", "session.id": f"s-{n}", "ms": n / 7, "count": n,
-                               "flag": n % 2 == 0, "tags": [f"t{n}"]}, (SpanEvent(f"event {n}", 3, {f"e.{n}": n}),))
+                               "flag": n % 2 == 0, "tags": [f"t{n}"], f"flag.{n}": True, f"at.{n}": 2**60 + n,
+                               "at": 2**60 + n, "mixed": [f"m{n}", n], "tuple": (f"u{n}",)},
+                              (SpanEvent(f"event {n}", 3, {f"e.{n}": n}),))
         if n % 997 == 0:
             assert encoder.request(trace, [record]) == stock(emitter, trace, [record])
         else:
             encoder.span(trace, record)
     for attributes in (encoder._span_attributes, encoder._event_attributes):
         limit = attributes._limit
-        assert attributes._string_count <= limit and len(attributes._strings) <= limit + 1
-        assert len(attributes._others) <= limit and len(attributes._floats) <= limit and len(attributes._keys) <= limit
+        by_key = (attributes._strings, attributes._ints, attributes._lists, attributes._bools)
+        assert attributes._by_key_count <= limit and sum(len(v) for c in by_key for v in c.values()) <= limit
+        assert sum(map(len, by_key)) <= limit  # no key without a value
+        assert len(attributes._floats) <= limit and len(attributes._keys) <= limit
+        assert len(attributes._int_heads) <= limit
     assert len(encoder._names) <= 1024 and len(encoder._event_names) <= 1024
