@@ -118,7 +118,7 @@ def _by_modality(details: Any) -> dict[str, int]:
     if not isinstance(details, list):
         return counts
     for item in details:
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):  # an ABC check costs more than the rest
             continue
         modality = item.get("modality", "")
         modality = modality.upper() if type(modality) is str else str(modality).upper()
