@@ -153,8 +153,8 @@ def _from_gemini(data: Mapping[str, Any]) -> Usage:
 def _from_openai(data: Mapping[str, Any]) -> Usage:
     inp = data.get("input_token_details") or {}
     out = data.get("output_token_details") or {}
-    inp = inp if isinstance(inp, Mapping) else {}
-    out = out if isinstance(out, Mapping) else {}
+    inp = inp if type(inp) is dict or isinstance(inp, Mapping) else {}  # an ABC check costs more than a read
+    out = out if type(out) is dict or isinstance(out, Mapping) else {}
     return Usage(
         input_tokens=_int(data.get("input_tokens")),
         output_tokens=_int(data.get("output_tokens")),
