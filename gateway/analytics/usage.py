@@ -109,7 +109,6 @@ def _either(data: Mapping[str, Any], name: str, other: str) -> Any:
 
 
 _ABSENT = object()
-_MODALITY_COUNT = ("tokenCount", "token_count")
 
 
 def _by_modality(details: Any) -> dict[str, int]:
