@@ -317,18 +317,17 @@ class SessionService:
             self.metrics.events_duplicate.inc(result.duplicates)
         if result.limited:
             self.metrics.events_rejected.labels("session_limit").inc(result.limited)
-        accepted = self.metrics.accepted
-        for kind, count in result.accepted_types.items():
-            accepted(kind).inc(count)
+        if result.accepted_types:
+            self.metrics.add_accepted(result.accepted_types)
 
     def _emit(self, emission: Emission) -> None:
         # Metrics count every session, traced or not.
         if self.voice_metrics is not None and emission.finished:
             self.voice_metrics.observe(emission.finished, emission.labels)
         if emission.encoded:  # the exporters read the outbox; the viewer's buffer takes the same bytes
-            self.metrics.spans_emitted.inc(publish(self.emitter, emission.trace, emission.encoded[0]))
+            self.metrics.add_spans_emitted(publish(self.emitter, emission.trace, emission.encoded[0]))
         elif emission.export:
-            self.metrics.spans_emitted.inc(self.emitter.emit(emission.trace, emission.export))
+            self.metrics.add_spans_emitted(self.emitter.emit(emission.trace, emission.export))
 
     # -- end ------------------------------------------------------------------------------------------
 

@@ -109,7 +109,6 @@ def _either(data: Mapping[str, Any], name: str, other: str) -> Any:
 
 
 _ABSENT = object()
-_MODALITY_COUNT = ("tokenCount", "token_count")
 
 
 def _by_modality(details: Any) -> dict[str, int]:
@@ -118,7 +117,7 @@ def _by_modality(details: Any) -> dict[str, int]:
     if not isinstance(details, list):
         return counts
     for item in details:
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):  # an ABC check costs more than the rest
             continue
         modality = item.get("modality", "")
         modality = modality.upper() if type(modality) is str else str(modality).upper()
@@ -153,8 +152,8 @@ def _from_gemini(data: Mapping[str, Any]) -> Usage:
 def _from_openai(data: Mapping[str, Any]) -> Usage:
     inp = data.get("input_token_details") or {}
     out = data.get("output_token_details") or {}
-    inp = inp if isinstance(inp, Mapping) else {}
-    out = out if isinstance(out, Mapping) else {}
+    inp = inp if type(inp) is dict or isinstance(inp, Mapping) else {}  # an ABC check costs more than a read
+    out = out if type(out) is dict or isinstance(out, Mapping) else {}
     return Usage(
         input_tokens=_int(data.get("input_tokens")),
         output_tokens=_int(data.get("output_tokens")),
