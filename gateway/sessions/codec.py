@@ -7,7 +7,7 @@ Versions: a state starts with ``_MARK`` and its version byte. ``_MARK`` (0xc1) i
 never uses, so an unversioned state (version 1, a bare MessagePack map) is told apart and still decoded:
 states a replica wrote before an upgrade go on after it. Version 2 packs the seen event ids into one string
 (``SessionState.seen_ids``) where version 1 had a list. Version 3 keeps open spans lean (``OpenSpan``): the
-id an int, the parent under ``parent``, the attributes a flat key, value list where versions 1 and 2 had
+id an int, the parent under ``parent``, a few attributes a flat key, value list where versions 1 and 2 had
 ``span_id``, ``parent_id`` (hex strings) and an ``attributes`` map.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from gateway.sessions.records import TUPLE_PAIRS
 from gateway.sessions.state import SessionState
 
 VERSION = 3
@@ -60,4 +61,6 @@ def _span_from_old(span: dict[str, Any] | None) -> None:
     if span:
         span["id"] = int(span.pop("span_id"), 16)
         span["parent"] = span.pop("parent_id", None)  # a hex string still names the parent (OpenSpan.parent)
-        span["attrs"] = [item for pair in (span.pop("attributes", None) or {}).items() for item in pair]
+        attrs = span.pop("attributes", None) or {}
+        # As gateway.sessions.records keeps them: a few as a flat list, more as the map they were.
+        span["attrs"] = attrs if len(attrs) > TUPLE_PAIRS else [item for pair in attrs.items() for item in pair]

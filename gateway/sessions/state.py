@@ -28,6 +28,7 @@ NO_USAGE = Usage()  # frozen: one instance serves every session that has used no
 AttrValue = str | bool | int | float | list[str]
 Attrs = dict[str, AttrValue]
 SpanKindName = Literal["internal", "client"]
+SpanAttrs = tuple[Any, ...] | dict[str, Any]  # an open span's: see gateway.sessions.records.TUPLE_PAIRS
 SEEN_IDS_IN_A_LIST = 32
 _SEP = "\x1f"  # between packed seen ids: an id that contains it goes to the set
 
@@ -95,7 +96,7 @@ class SpanEvent:
 class OpenSpan:
     """A span not yet ended. Thousands of idle sessions each hold a few, so they are kept lean: the id is an int
     (40 bytes; its hex string would be 72), the parent is the very object its parent holds (the root's hex id
-    from ``TraceRef``, or another open span's int id), and the attributes are one flat tuple (key, value, key,
+    from ``TraceRef``, or another open span's int id), and a few attributes are one flat tuple (key, value, key,
     value...: 72 bytes for two where a dict takes 184), changed through ``gateway.sessions.records``."""
 
     name: str
@@ -103,7 +104,7 @@ class OpenSpan:
     parent: int | str | None  # an int: an open span's id; a str: a hex id (the session's root); None: no parent
     start_ns: int
     kind: SpanKindName = "internal"
-    attrs: tuple[Any, ...] = ()  # key, value, key, value... (gateway.sessions.records.set_attr)
+    attrs: SpanAttrs = ()  # key, value, key, value... or, past a few, a dict (gateway.sessions.records)
     events: Sequence[SpanEvent] = ()  # a tuple (gateway.sessions.records.add_event); a list once decoded
     trace_id: str | None = None  # set only when the span lives in a trace other than the session's
     links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of linked spans
@@ -120,7 +121,10 @@ class OpenSpan:
     @property
     def attributes(self) -> Attrs:
         """A copy, to read: ``gateway.sessions.records.set_attr`` changes them."""
-        pairs = iter(self.attrs)
+        attrs = self.attrs
+        if isinstance(attrs, dict):
+            return dict(attrs)
+        pairs = iter(attrs)
         return dict(zip(pairs, pairs, strict=True))
 
 
