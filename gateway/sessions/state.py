@@ -17,7 +17,7 @@ import random
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from gateway.analytics.pricing import Cost
 from gateway.analytics.usage import Usage
@@ -202,6 +202,62 @@ class RecordingState:
 
 
 @dataclass(slots=True)
+class SessionRare:
+    """The part of a session's state most open sessions never set: counts of what seldom happens, priced cost,
+    captured words, what its end decided. One object, created on the first of them, where a dozen slots on
+    every ``SessionState`` would cost 96 bytes each session."""
+
+    expect_trailing_turn_complete: bool = False  # an interruption cut no visible generation (machine)
+    interruption_count: int = 0
+    error_count: int = 0
+    tool_error_count: int = 0
+    cost_total: Cost | None = None
+    last_turn_cost: Cost | None = None
+    transcript: Sequence[dict[str, str | int]] = ()
+    held_spans: list[FinishedSpan] | None = None  # unsampled, kept in case it ends in error
+    end_reason: str | None = None
+    end_ns: int | None = None
+    ended_at_ns: int | None = None  # gateway clock, for how long the summary is kept
+    summary: dict[str, object] | None = None
+
+
+T = TypeVar("T")
+
+
+class _Rare(Generic[T]):
+    """A ``SessionState`` attribute kept in its ``SessionRare``: reads its default while there is none, and
+    setting the default creates none."""
+
+    def __init__(self, default: T) -> None:
+        self.default = default
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, state: None, owner: type) -> _Rare[T]: ...
+
+    @overload
+    def __get__(self, state: SessionState, owner: type) -> T: ...
+
+    def __get__(self, state: SessionState | None, owner: type) -> T | _Rare[T]:
+        if state is None:
+            return self
+        rare = state.rare
+        value: T = self.default if rare is None else getattr(rare, self.name)
+        return value
+
+    def __set__(self, state: SessionState, value: T) -> None:
+        rare = state.rare
+        if rare is None:
+            if value is self.default or (value == self.default and type(value) is type(self.default)):
+                return
+            rare = state.rare = SessionRare()
+        setattr(rare, self.name, value)
+
+
+@dataclass(slots=True)
 class SessionState:
     session_id: str
     trace: TraceRef
@@ -225,32 +281,35 @@ class SessionState:
     event_count: int = 0
     turn: TurnState | None = None
     held: TurnState | None = None  # the previous turn, ended but not yet exported (see TurnState.awaiting)
-    expect_trailing_turn_complete: bool = False  # an interruption cut no visible generation (machine)
     first_event_ns: int | None = None  # the session's first event time: before start_ns when a client buffered
     pending_speech: PendingSpeech | None = None
     connection: OpenSpan | None = None
     tools: dict[str, OpenSpan] = field(default_factory=lambda: NO_TOOLS)  # a dict of its own from the first call
     root_events: Sequence[SpanEvent] = ()  # a tuple (gateway.sessions.records.root_event); a list once decoded
     turn_count: int = 0
-    interruption_count: int = 0
     tool_call_count: int = 0
     connection_count: int = 0
-    error_count: int = 0
-    tool_error_count: int = 0
     last_turn_end_ns: int | None = None
     first_audio_ms: Sequence[float] = ()  # per turn, for the session's percentiles
     usage_total: Usage = NO_USAGE
-    cost_total: Cost | None = None
     last_turn_usage: Usage | None = None  # the last closed turn's, while no later turn has closed
-    last_turn_cost: Cost | None = None
-    transcript: Sequence[dict[str, str | int]] = ()
-    held_spans: list[FinishedSpan] | None = None  # unsampled, kept in case it ends in error
     ended: bool = False
-    end_reason: str | None = None
-    end_ns: int | None = None
-    ended_at_ns: int | None = None  # gateway clock, for how long the summary is kept
-    summary: dict[str, object] | None = None
     recording: RecordingState | None = None  # None: no audio is recorded for this session
+    rare: SessionRare | None = None  # what most sessions never set, until they end
+
+    # Read and written as if they were fields of their own (SessionRare):
+    expect_trailing_turn_complete = _Rare(False)
+    interruption_count = _Rare(0)
+    error_count = _Rare(0)
+    tool_error_count = _Rare(0)
+    cost_total = _Rare[Cost | None](None)
+    last_turn_cost = _Rare[Cost | None](None)
+    transcript = _Rare[Sequence[dict[str, str | int]]](())
+    held_spans = _Rare[list[FinishedSpan] | None](None)
+    end_reason = _Rare[str | None](None)
+    end_ns = _Rare[int | None](None)
+    ended_at_ns = _Rare[int | None](None)
+    summary = _Rare[dict[str, object] | None](None)
 
     def __post_init__(self) -> None:
         if not self.attributes and type(self.attributes) is dict:
