@@ -8,7 +8,9 @@ span another replica opened. A span becomes an SDK span only when it ends
 Thousands of sessions sit idle between two events, so what a session holds is kept small: slots
 everywhere, containers created on first use (``None`` or an empty tuple until then), attributes that follow
 from the session (the model, the operation name) added when a span finishes rather than held while it is
-open, names shared between sessions, and the seen event ids packed into one string.
+open, names shared between sessions, the seen event ids packed into one string, open span ids kept as ints and
+a span's few attributes as one flat tuple (``OpenSpan``), and what few sessions ever set in one side object
+(``SessionRare``).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ _SEP = "\x1f"  # between packed seen ids: an id that contains it goes to the set
 
 class _Empty(dict[Any, Any]):
     """An empty dict shared by every span, event or session that has nothing in it yet: changing it in place
-    would change them all, so it refuses to (``gateway.sessions.records.attributes`` gives a span a dict of its
-    own; the machine does the same for a session's tools and attributes)."""
+    would change them all, so it refuses to (the machine gives a session a dict of its own for its tools and
+    attributes; a span event with attributes is given its own dict)."""
 
     def _refuse(self, *args: object, **kwargs: object) -> None:
         raise TypeError("a shared empty dict: give the owner a dict of its own before changing it")
