@@ -58,8 +58,9 @@ def event_time_ns(state: SessionState, event: ev.Event, received_ns: int, skew: 
 
 def settle(state: SessionState, t: int, received_ns: int | None) -> None:
     """Record an applied event's time as the floor for the next ones, unless it lies ahead of its arrival."""
+    # Comparisons rather than min() and max(): this runs for every event.
     if state.first_event_ns is None:
         state.first_event_ns = t
-        state.last_event_ns = t if received_ns is None else min(t, received_ns)
-    elif received_ns is None or t <= received_ns:
-        state.last_event_ns = max(state.last_event_ns, t)
+        state.last_event_ns = t if received_ns is None or t <= received_ns else received_ns
+    elif (received_ns is None or t <= received_ns) and t > state.last_event_ns:
+        state.last_event_ns = t

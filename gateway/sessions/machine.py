@@ -40,6 +40,7 @@ from gateway.sessions.records import (
     root_event,
     session_attributes,
     set_attr,
+    set_attrs,
     set_default_attr,
     update_attrs,
 )
@@ -155,14 +156,16 @@ class SessionMachine:
     # -- turns --------------------------------------------------------------------------------------
 
     def _open_turn(self, state: SessionState, t: int, out: list[FinishedSpan]) -> TurnState:
+        """A new turn; callers use the open one when there is one (``state.turn or self._open_turn(...)``: a
+        TurnState is always true)."""
         state.turn_count += 1
         # Its operation name and number are added when it finishes (_finish_turn).
-        span = open_span(named(sc.SPAN_TURN, state.agent), state.trace.root_span_id, t)
+        gap = state.last_turn_end_ns
+        attrs = () if gap is None else (sc.VOICE_TURN_GAP_MS, max(0, t - gap) / 1e6)
+        span = open_span(named(sc.SPAN_TURN, state.agent), state.trace.root_span_id, t, attrs)
         if self.options.per_turn_traces:
             span.parent, span.trace_id = None, new_trace_id()
             span.links = ((state.trace.trace_id, state.trace.root_span_id),)
-        if state.last_turn_end_ns is not None:
-            set_attr(span, sc.VOICE_TURN_GAP_MS, max(0, t - state.last_turn_end_ns) / 1e6)
         turn = TurnState(state.turn_count, span)
         state.turn = turn
         pending, state.pending_speech = state.pending_speech, None
@@ -178,11 +181,8 @@ class SessionMachine:
                 turn.speech = speech
         return turn
 
-    def _turn(self, state: SessionState, t: int, out: list[FinishedSpan]) -> TurnState:
-        return state.turn if state.turn is not None else self._open_turn(state, t, out)
-
     def _inference(self, state: SessionState, t: int, out: list[FinishedSpan]) -> OpenSpan:
-        turn = self._turn(state, t, out)
+        turn = state.turn or self._open_turn(state, t, out)
         if turn.inference is None:
             # A new generation: the previous turn cannot be waiting for anything any more.
             self._release(state, out)
@@ -295,7 +295,7 @@ class SessionMachine:
             if state.pending_speech is None:
                 state.pending_speech = PendingSpeech(t, source=source)
             return
-        turn = self._turn(state, t, out)
+        turn = state.turn or self._open_turn(state, t, out)
         if turn.speech is None:
             turn.speech = child(turn.span, sc.SPAN_USER_SPEECH, t, (sc.VOICE_SPEECH_SOURCE, source))
 
@@ -321,14 +321,14 @@ class SessionMachine:
         if state.pending_speech is not None:
             state.pending_speech.text = self.content.append(state.pending_speech.text, e.text)
             return
-        turn = self._turn(state, t, out)
+        turn = state.turn or self._open_turn(state, t, out)
         turn.user_text = self.content.append(turn.user_text, e.text)
         turn.last_user_transcript_ns = t
 
     # -- model ----------------------------------------------------------------------------------------
 
     def _response_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
-        turn = self._turn(state, t, out)
+        turn = state.turn or self._open_turn(state, t, out)
         if turn.inference is not None and turn.response_done_ns is not None:
             # The next response of the same turn (after a tool call): the completed one's span ends.
             inference, done_ns = turn.inference, turn.response_done_ns
@@ -363,8 +363,8 @@ class SessionMachine:
         add_event(inference, SpanEvent(sc.EVENT_FIRST_AUDIO, t))
         latency = self._latency(turn, t)
         if latency is not None:
-            set_attr(turn.span, sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS, latency[0])
-            set_attr(turn.span, sc.VOICE_LATENCY_SOURCE, latency[1])
+            set_attrs(turn.span, sc.VOICE_LATENCY_USER_TO_FIRST_AUDIO_MS, latency[0],
+                      sc.VOICE_LATENCY_SOURCE, latency[1])
             state.first_audio_ms = (*state.first_audio_ms, latency[0])
 
     def _playback_start(self, state: SessionState, e: Any, t: int, out: list[FinishedSpan]) -> None:
@@ -375,8 +375,11 @@ class SessionMachine:
         add_event(turn.span, SpanEvent(sc.EVENT_FIRST_PLAYBACK, t))
         latency = self._latency(turn, t)
         if latency is not None:
-            set_attr(turn.span, sc.VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS, latency[0])
-            set_default_attr(turn.span, sc.VOICE_LATENCY_SOURCE, latency[1])
+            if get_attr(turn.span, sc.VOICE_LATENCY_SOURCE) is not None:  # as the first audio found it
+                set_attr(turn.span, sc.VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS, latency[0])
+            else:
+                set_attrs(turn.span, sc.VOICE_LATENCY_USER_TO_FIRST_PLAYBACK_MS, latency[0],
+                          sc.VOICE_LATENCY_SOURCE, latency[1])
 
     def _model_transcript(self, state: SessionState, e: ev.ModelTranscript, t: int, out: list[FinishedSpan]) -> None:
         held = self._awaiting_turn_complete(state)
@@ -496,17 +499,17 @@ class SessionMachine:
         if not self._generating(state):  # the model asking for a tool is model output of a new generation
             self._release(state, out)
             state.expect_trailing_turn_complete = False
-        turn = self._turn(state, t, out)
+        turn = state.turn or self._open_turn(state, t, out)
         state.tool_call_count += 1
-        attrs: tuple[Any, ...] = (
-            sc.GEN_AI_OPERATION_NAME, sc.OPERATION_EXECUTE_TOOL,
-            sc.GEN_AI_TOOL_NAME, e.name,
-            sc.GEN_AI_TOOL_CALL_ID, e.call_id,
-            sc.GEN_AI_TOOL_TYPE, "function",
-            sc.VOICE_TURN_NUMBER, turn.number,
-        )
+        attrs: Attrs = {  # more than a tuple's few (gateway.sessions.records.TUPLE_PAIRS)
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL,
+            sc.GEN_AI_TOOL_NAME: e.name,
+            sc.GEN_AI_TOOL_CALL_ID: e.call_id,
+            sc.GEN_AI_TOOL_TYPE: "function",
+            sc.VOICE_TURN_NUMBER: turn.number,
+        }
         if self.options.tool_arguments and e.arguments is not None:
-            attrs = (*attrs, sc.GEN_AI_TOOL_CALL_ARGUMENTS, self.content.value(e.arguments))
+            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = self.content.value(e.arguments)
         # Tools may outlive their turn (a result after a barge-in): they end at their own result.
         if state.tools is NO_TOOLS:
             state.tools = {}

@@ -18,6 +18,7 @@ from gateway.sessions.state import (
     FinishedSpan,
     OpenSpan,
     SessionState,
+    SpanAttrs,
     SpanEvent,
     SpanKindName,
     new_span_int,
@@ -60,26 +61,31 @@ def named(kind: str, what: str | None) -> str:
 
 
 def open_span(
-    name: str, parent: int | str | None, t: int, attrs: tuple[Any, ...] = (), kind: SpanKindName = "internal"
+    name: str, parent: int | str | None, t: int, attrs: SpanAttrs = (), kind: SpanKindName = "internal"
 ) -> OpenSpan:
     """``parent``: an open span's ``id``, or a hex id (the session's root: pass ``TraceRef.root_span_id`` itself,
-    shared rather than copied)."""
+    shared rather than copied). ``attrs``: a flat tuple of at most ``TUPLE_PAIRS`` pairs, else a dict."""
     return OpenSpan(name, new_span_int(), parent, t, kind, attrs)
 
 
-def child(parent: OpenSpan, name: str, t: int, attrs: tuple[Any, ...] = (),
-          kind: SpanKindName = "internal") -> OpenSpan:
+def child(parent: OpenSpan, name: str, t: int, attrs: SpanAttrs = (), kind: SpanKindName = "internal") -> OpenSpan:
     span = OpenSpan(name, new_span_int(), parent.id, t, kind, attrs)
     span.trace_id = parent.trace_id
     return span
 
 
-# Keys are looked up among the keys only (attrs[::2]): ``in`` over the whole tuple would also compare the key
-# with every value, and a str compared with a float or an int costs more than the slice.
+# An open span's attributes: a flat tuple (key, value, key, value) while they are few (what an idle session's
+# spans mostly hold: 72 bytes for two pairs, where a dict takes 184), a dict of their own from the third pair on
+# (cheaper to change, and merged at C speed when the span finishes). In the tuple, keys are looked up among the
+# keys only (attrs[::2]): ``in`` over the whole tuple would also compare the key with every value.
+TUPLE_PAIRS = 2
 
 
 def get_attr(span: OpenSpan, key: str, default: AttrValue | None = None) -> AttrValue | None:
     attrs = span.attrs
+    if isinstance(attrs, dict):
+        found: AttrValue | None = attrs.get(key, default)
+        return found
     keys = attrs[::2]
     if key in keys:
         value: AttrValue = attrs[keys.index(key) * 2 + 1]
@@ -89,22 +95,52 @@ def get_attr(span: OpenSpan, key: str, default: AttrValue | None = None) -> Attr
 
 def set_attr(span: OpenSpan, key: str, value: AttrValue) -> None:
     attrs = span.attrs
+    if not attrs:
+        span.attrs = (key, value)
+        return
+    if isinstance(attrs, dict):
+        attrs[key] = value
+        return
     keys = attrs[::2]
     if key in keys:
         i = keys.index(key) * 2 + 1
         span.attrs = attrs[:i] + (value,) + attrs[i + 1:]  # noqa: RUF005 (concatenation: no unpacking)
-    else:
+    elif len(keys) < TUPLE_PAIRS:
         span.attrs = attrs + (key, value)  # noqa: RUF005
+    else:
+        pairs = iter(attrs)
+        grown = dict(zip(pairs, pairs))  # noqa: B905 (one iterator twice: key, value)
+        grown[key] = value
+        span.attrs = grown
+
+
+def set_attrs(span: OpenSpan, *items: Any) -> None:
+    """``set_attr`` for each key, value in ``items``: one new tuple when none of the keys is there yet."""
+    attrs = span.attrs
+    if isinstance(attrs, tuple) and len(attrs) + len(items) <= 2 * TUPLE_PAIRS:
+        keys = attrs[::2]
+        for key in items[::2]:
+            if key in keys:
+                break
+        else:
+            span.attrs = attrs + items
+            return
+    for i in range(0, len(items), 2):
+        set_attr(span, items[i], items[i + 1])
 
 
 def set_default_attr(span: OpenSpan, key: str, value: AttrValue) -> None:
     attrs = span.attrs
-    if key not in attrs[::2]:
-        span.attrs = attrs + (key, value)  # noqa: RUF005
+    if key not in (attrs if isinstance(attrs, dict) else attrs[::2]):
+        set_attr(span, key, value)
 
 
 def update_attrs(span: OpenSpan, values: Mapping[str, AttrValue]) -> None:
-    for key, value in values.items():  # a few at most: a rebuilt tuple each is cheaper than a dict round trip
+    attrs = span.attrs
+    if isinstance(attrs, dict):
+        attrs.update(values)
+        return
+    for key, value in values.items():
         set_attr(span, key, value)
 
 
@@ -130,11 +166,11 @@ def finish(
     if implied:
         attrs.update(implied)
     own = span.attrs
-    if own:
-        if len(own) == 2:
-            attrs[own[0]] = own[1]
-        else:
-            attrs.update(zip(own[::2], own[1::2], strict=True))
+    if isinstance(own, dict):
+        attrs.update(own)
+    elif own:
+        for i in range(0, len(own), 2):  # at most TUPLE_PAIRS: cheaper than any zip
+            attrs[own[i]] = own[i + 1]
     if last:
         attrs.update(last)
     # The ids as OpenSpan.span_id and .parent_id give them, without two property calls per span.

@@ -8,7 +8,9 @@ span another replica opened. A span becomes an SDK span only when it ends
 Thousands of sessions sit idle between two events, so what a session holds is kept small: slots
 everywhere, containers created on first use (``None`` or an empty tuple until then), attributes that follow
 from the session (the model, the operation name) added when a span finishes rather than held while it is
-open, names shared between sessions, and the seen event ids packed into one string.
+open, names shared between sessions, the seen event ids packed into one string, open span ids kept as ints and
+a span's few attributes as one flat tuple (``OpenSpan``), and what few sessions ever set in one side object
+(``SessionRare``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import random
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from gateway.analytics.pricing import Cost
 from gateway.analytics.usage import Usage
@@ -28,14 +30,15 @@ NO_USAGE = Usage()  # frozen: one instance serves every session that has used no
 AttrValue = str | bool | int | float | list[str]
 Attrs = dict[str, AttrValue]
 SpanKindName = Literal["internal", "client"]
+SpanAttrs = tuple[Any, ...] | dict[str, Any]  # an open span's: see gateway.sessions.records.TUPLE_PAIRS
 SEEN_IDS_IN_A_LIST = 32
 _SEP = "\x1f"  # between packed seen ids: an id that contains it goes to the set
 
 
 class _Empty(dict[Any, Any]):
     """An empty dict shared by every span, event or session that has nothing in it yet: changing it in place
-    would change them all, so it refuses to (``gateway.sessions.records.attributes`` gives a span a dict of its
-    own; the machine does the same for a session's tools and attributes)."""
+    would change them all, so it refuses to (the machine gives a session a dict of its own for its tools and
+    attributes; a span event with attributes is given its own dict)."""
 
     def _refuse(self, *args: object, **kwargs: object) -> None:
         raise TypeError("a shared empty dict: give the owner a dict of its own before changing it")
@@ -95,7 +98,7 @@ class SpanEvent:
 class OpenSpan:
     """A span not yet ended. Thousands of idle sessions each hold a few, so they are kept lean: the id is an int
     (40 bytes; its hex string would be 72), the parent is the very object its parent holds (the root's hex id
-    from ``TraceRef``, or another open span's int id), and the attributes are one flat tuple (key, value, key,
+    from ``TraceRef``, or another open span's int id), and a few attributes are one flat tuple (key, value, key,
     value...: 72 bytes for two where a dict takes 184), changed through ``gateway.sessions.records``."""
 
     name: str
@@ -103,7 +106,7 @@ class OpenSpan:
     parent: int | str | None  # an int: an open span's id; a str: a hex id (the session's root); None: no parent
     start_ns: int
     kind: SpanKindName = "internal"
-    attrs: tuple[Any, ...] = ()  # key, value, key, value... (gateway.sessions.records.set_attr)
+    attrs: SpanAttrs = ()  # key, value, key, value... or, past a few, a dict (gateway.sessions.records)
     events: Sequence[SpanEvent] = ()  # a tuple (gateway.sessions.records.add_event); a list once decoded
     trace_id: str | None = None  # set only when the span lives in a trace other than the session's
     links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of linked spans
@@ -120,7 +123,10 @@ class OpenSpan:
     @property
     def attributes(self) -> Attrs:
         """A copy, to read: ``gateway.sessions.records.set_attr`` changes them."""
-        pairs = iter(self.attrs)
+        attrs = self.attrs
+        if isinstance(attrs, dict):
+            return dict(attrs)
+        pairs = iter(attrs)
         return dict(zip(pairs, pairs, strict=True))
 
 
@@ -198,6 +204,62 @@ class RecordingState:
 
 
 @dataclass(slots=True)
+class SessionRare:
+    """The part of a session's state most open sessions never set: counts of what seldom happens, priced cost,
+    captured words, what its end decided. One object, created on the first of them, where a dozen slots on
+    every ``SessionState`` would cost 96 bytes each session."""
+
+    expect_trailing_turn_complete: bool = False  # an interruption cut no visible generation (machine)
+    interruption_count: int = 0
+    error_count: int = 0
+    tool_error_count: int = 0
+    cost_total: Cost | None = None
+    last_turn_cost: Cost | None = None
+    transcript: Sequence[dict[str, str | int]] = ()
+    held_spans: list[FinishedSpan] | None = None  # unsampled, kept in case it ends in error
+    end_reason: str | None = None
+    end_ns: int | None = None
+    ended_at_ns: int | None = None  # gateway clock, for how long the summary is kept
+    summary: dict[str, object] | None = None
+
+
+T = TypeVar("T")
+
+
+class _Rare(Generic[T]):
+    """A ``SessionState`` attribute kept in its ``SessionRare``: reads its default while there is none, and
+    setting the default creates none."""
+
+    def __init__(self, default: T) -> None:
+        self.default = default
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, state: None, owner: type) -> _Rare[T]: ...
+
+    @overload
+    def __get__(self, state: SessionState, owner: type) -> T: ...
+
+    def __get__(self, state: SessionState | None, owner: type) -> T | _Rare[T]:
+        if state is None:
+            return self
+        rare = state.rare
+        value: T = self.default if rare is None else getattr(rare, self.name)
+        return value
+
+    def __set__(self, state: SessionState, value: T) -> None:
+        rare = state.rare
+        if rare is None:
+            if value is self.default or (value == self.default and type(value) is type(self.default)):
+                return
+            rare = state.rare = SessionRare()
+        setattr(rare, self.name, value)
+
+
+@dataclass(slots=True)
 class SessionState:
     session_id: str
     trace: TraceRef
@@ -221,32 +283,35 @@ class SessionState:
     event_count: int = 0
     turn: TurnState | None = None
     held: TurnState | None = None  # the previous turn, ended but not yet exported (see TurnState.awaiting)
-    expect_trailing_turn_complete: bool = False  # an interruption cut no visible generation (machine)
     first_event_ns: int | None = None  # the session's first event time: before start_ns when a client buffered
     pending_speech: PendingSpeech | None = None
     connection: OpenSpan | None = None
     tools: dict[str, OpenSpan] = field(default_factory=lambda: NO_TOOLS)  # a dict of its own from the first call
     root_events: Sequence[SpanEvent] = ()  # a tuple (gateway.sessions.records.root_event); a list once decoded
     turn_count: int = 0
-    interruption_count: int = 0
     tool_call_count: int = 0
     connection_count: int = 0
-    error_count: int = 0
-    tool_error_count: int = 0
     last_turn_end_ns: int | None = None
     first_audio_ms: Sequence[float] = ()  # per turn, for the session's percentiles
     usage_total: Usage = NO_USAGE
-    cost_total: Cost | None = None
     last_turn_usage: Usage | None = None  # the last closed turn's, while no later turn has closed
-    last_turn_cost: Cost | None = None
-    transcript: Sequence[dict[str, str | int]] = ()
-    held_spans: list[FinishedSpan] | None = None  # unsampled, kept in case it ends in error
     ended: bool = False
-    end_reason: str | None = None
-    end_ns: int | None = None
-    ended_at_ns: int | None = None  # gateway clock, for how long the summary is kept
-    summary: dict[str, object] | None = None
     recording: RecordingState | None = None  # None: no audio is recorded for this session
+    rare: SessionRare | None = None  # what most sessions never set, until they end
+
+    # Read and written as if they were fields of their own (SessionRare):
+    expect_trailing_turn_complete = _Rare(False)
+    interruption_count = _Rare(0)
+    error_count = _Rare(0)
+    tool_error_count = _Rare(0)
+    cost_total = _Rare[Cost | None](None)
+    last_turn_cost = _Rare[Cost | None](None)
+    transcript = _Rare[Sequence[dict[str, str | int]]](())
+    held_spans = _Rare[list[FinishedSpan] | None](None)
+    end_reason = _Rare[str | None](None)
+    end_ns = _Rare[int | None](None)
+    ended_at_ns = _Rare[int | None](None)
+    summary = _Rare[dict[str, object] | None](None)
 
     def __post_init__(self) -> None:
         if not self.attributes and type(self.attributes) is dict:
