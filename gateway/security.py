@@ -53,6 +53,7 @@ class TokenSigner:
         # In front of it, the tokens of the sessions posting right now, by the token itself: a dict lookup on the
         # exact string instead of a digest per request. Bounded by starting over when full (no per-session cost).
         self._hot: dict[str, tuple[str, float]] = {}
+        self._last_expiry = 0.0
 
     def issue(self, session_id: str, now: float | None = None) -> IssuedToken:
         now = time.time() if now is None else now
@@ -64,6 +65,11 @@ class TokenSigner:
         return IssuedToken(token, float(expires))
 
     def _remember(self, token: str, session_id: str, expires: float) -> None:
+        # Tokens issued within the same second expire together: they share one float instead of one each.
+        if expires == self._last_expiry:
+            expires = self._last_expiry
+        else:
+            self._last_expiry = expires
         self._verified.put(_digest(session_id, token), expires)
 
     def verify(self, token: str | None, session_id: str) -> None:
