@@ -181,6 +181,7 @@ def create_app(
     pricer = service.machine.options.pricer
     if pricer is not None:
         metrics.unpriced_turns.set_function(lambda: sum(pricer.unknown_models.values()))
+    metrics.backlog_events.set_function(lambda: service.backlog.pending_events)
     app.state.service = service
     app.state.recordings = recordings
     app.state.guard = IngestGuard(settings)

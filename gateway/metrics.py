@@ -112,6 +112,8 @@ class GatewayMetrics:
         )
         self.outbox_oldest_age = Gauge("vtg_outbox_oldest_age_seconds", "Age of the outbox's oldest entry (0: empty)",
                                        registry=r)
+        self.backlog_events = Gauge("vtg_ingest_backlog_events", "Events accepted (answered 202) and not yet "
+                                    "applied: batches the memory store applies after their answer", registry=r)
 
 
 async def watch_loop_lag(histogram: Histogram, interval_s: float = LOOP_LAG_INTERVAL_S) -> None:

@@ -3,17 +3,20 @@
 The one-way flow lives here: validated events go into the store's atomic
 ``mutate`` (the state machine runs inside it), the spans that ended come out,
 and only after the mutation committed are they handed to the emitter. Nothing
-here waits on a backend.
+here waits on a backend. On the process-local store a large batch is admitted
+first (seen ids, limits: all the answer needs) and applied after the answer,
+through the backlog (gateway/sessions/backlog.py), in the order admitted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any, cast
@@ -34,6 +37,7 @@ from gateway.recordings import service as recordings
 from gateway.recordings.trace import annotate as annotate_recording
 from gateway.redact import Redactor
 from gateway.security import ApiKeys, TokenSigner
+from gateway.sessions.backlog import Backlog, Work
 from gateway.sessions.clock import event_time_ns, skew_ns
 from gateway.sessions.machine import MachineOptions, SessionMachine
 from gateway.sessions.outbox import OutboxEntry
@@ -45,13 +49,16 @@ from gateway.sessions.state import (
     new_trace_id,
     shared_tags,
 )
-from gateway.sessions.store import SessionStore
+from gateway.sessions.store import MemoryStore, SessionStore
 from gateway.sessions.summary import summarize
 from gateway.settings import TEXT_CONTENT_KINDS, GatewaySettings
 from gateway.spans import SpanEmitter
 
 log = logging.getLogger("gateway.sessions")
 _NO_LABELS: dict[str, str] = {}  # an Emission without spans: its labels are never read
+# Batches this large or larger are applied after their answer (gateway.sessions.backlog); a smaller one costs
+# less than the queueing would save.
+APPLY_LATER_MIN_EVENTS = 8
 _seq = attrgetter("seq")
 _propagator = TraceContextTextMapPropagator()
 
@@ -96,6 +103,8 @@ class IngestResult:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     # Counts by type; a defaultdict costs a quarter of a Counter to make, once per request.
     accepted_types: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Set when the accepted events are applied after the answer (gateway.sessions.backlog): done once they are.
+    applied: asyncio.Future[None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
@@ -104,6 +113,15 @@ class IngestResult:
         """A store may run a mutation again (a lost compare-and-set): each attempt starts from validation."""
         self.accepted, self.duplicates, self.limited, self.rejected = 0, 0, 0, list(invalid)
         self.accepted_types.clear()
+
+
+@dataclass(slots=True)
+class _Queued:
+    """A session's batches in the backlog, not yet applied."""
+
+    last: asyncio.Future[None] | None = None
+    batches: int = 0
+    calls: int = 0  # tool calls among them
 
 
 class SessionService:
@@ -119,6 +137,11 @@ class SessionService:
         self.voice_metrics = voice_metrics
         self.settings = settings
         self.store = store
+        # Only a process-local store can apply after the answer: a durable or shared one commits before it.
+        self._local = store if type(store) is MemoryStore else None
+        self.backlog = Backlog()
+        self._ending: set[str] = set()  # sessions whose end waits for the backlog: their events get a 409 now
+        self._queued: dict[str, _Queued] = {}
         self.emitter = emitter
         self.outbox = SpanEncoder(emitter)
         self.metrics = metrics
@@ -219,51 +242,32 @@ class SessionService:
             valid.sort(key=lambda item: (item[1].seq or 0, item[0]))
         return valid
 
-    def _apply(self, state: SessionState, events: list[tuple[int, ev.Event]], sent_at_ms: float | None, now: int,
-               result: IngestResult, out: list[FinishedSpan]) -> None:
-        if state.ended:
-            raise Conflict(f"session {state.session_id!r} has ended; events are no longer accepted")
-        state.last_activity_ns = now
-        if sent_at_ms is not None:
-            # receive minus send is clock offset plus network latency: the smallest seen is the best estimate.
-            offset = now - int(sent_at_ms * 1_000_000)
-            state.skew_ns = offset if state.skew_ns is None else min(state.skew_ns, offset)
-        limits = self.settings
-        max_events, max_tools = limits.max_events_per_session, limits.max_open_tools_per_session
-        # Looked up once per request, not per event: the skew changes only above, per batch.
-        apply, accepted_types = self.machine.apply_into, result.accepted_types
-        has_seen, remember, skew = state.has_seen, state.remember, skew_ns(state)
-        accepted = duplicates = 0
-        for index, event in events:
-            event_id = event.id
-            if has_seen(event_id):
-                duplicates += 1
-                continue
-            count, kind = state.event_count, event.type
-            if count >= max_events or (kind == "tool.call" and len(state.tools) >= max_tools):
-                refusal = (f"the session reached its limit of {max_events} events" if count >= max_events
-                           else f"the session has {len(state.tools)} open tool calls, its limit")
-                result.rejected.append({"index": index, "errors": [{"path": "", "message": refusal}]})
-                result.limited += 1
-                continue
-            remember(event_id)
-            state.event_count = count + 1
-            apply(state, event, event_time_ns(state, event, now, skew), now, out)
-            accepted += 1
-            accepted_types[kind] += 1
-        result.accepted += accepted
-        result.duplicates += duplicates
-
     async def ingest(
         self, session_id: str, raw_events: Sequence[object], sent_at_ms: float | None, prefix: str = "events",
-        whole: bool = False,
+        whole: bool = False, later: bool = False,
     ) -> IngestResult:
-        """Apply the valid events and list the invalid ones; ``whole``: refuse all of them if one is invalid."""
+        """Apply the valid events and list the invalid ones; ``whole``: refuse all of them if one is invalid.
+
+        ``later``: the caller answers before the events are applied, when that is possible (a batch of
+        ``APPLY_LATER_MIN_EVENTS`` or more, on the process-local store): ``result.applied`` is then set, and the
+        caller awaits it once it has answered. The answer is the same either way."""
         result = IngestResult()
         events = self._validate(raw_events, prefix, result)
         if whole and result.rejected:
             raise ValidationFailed("the events could not be applied",
                                    [FieldError(e["path"], e["message"]) for r in result.rejected for e in r["errors"]])
+        if self._ending and session_id in self._ending:
+            raise Conflict(f"session {session_id!r} has ended; events are no longer accepted")
+        local = self._local
+        if later and local is not None and len(events) >= APPLY_LATER_MIN_EVENTS:
+            state = local.peek(session_id)
+            if state is None:
+                raise NotFound(f"no session {session_id!r}")
+            if self._may_queue(state, events):
+                await self._queue(state, events, sent_at_ms, result)
+                self._count(result)
+                return result
+        await self._caught_up(session_id)  # its earlier batches first
         now = self.clock()
         out: list[FinishedSpan] = []
 
@@ -281,6 +285,111 @@ class SessionService:
         self._emit(emission)
         self._count(result)
         return result
+
+    def _may_queue(self, state: SessionState, events: list[tuple[int, ev.Event]]) -> bool:
+        """Whether the answer can be settled before the events are applied: the one limit that depends on what
+        they do, open tool calls, cannot be reached even if every call accepted so far stays open."""
+        calls = sum(1 for _, event in events if event.type == "tool.call")
+        if not calls:
+            return True
+        queued = self._queued.get(state.session_id)
+        pending = queued.calls if queued is not None else 0
+        return len(state.tools) + pending + calls <= self.settings.max_open_tools_per_session
+
+    async def _queue(self, state: SessionState, events: list[tuple[int, ev.Event]], sent_at_ms: float | None,
+                     result: IngestResult) -> None:
+        now = self.clock()
+        skew = self._admit(state, sent_at_ms, now)
+        accepted = list(self._admitted(state, events, result))
+        if not accepted:
+            return
+        calls = sum(1 for event in accepted if event.type == "tool.call")
+        queued = self._queued.get(state.session_id)
+        if queued is None:
+            queued = self._queued[state.session_id] = _Queued()
+        queued.batches += 1
+        queued.calls += calls
+        done = self.backlog.submit(self._applying(state, accepted, now, skew, queued, calls), len(accepted))
+        queued.last = done
+        if self.backlog.full:  # behind on its work: this answer waits for it
+            await done
+        else:
+            result.applied = done
+
+    def _applying(self, state: SessionState, events: list[ev.Event], now: int, skew: int, queued: _Queued,
+                  calls: int) -> Work:
+        """The state machine over accepted events, one per step, then their spans handed on."""
+        out: list[FinishedSpan] = []
+        apply = self.machine.apply_into
+        try:
+            for event in events:
+                apply(state, event, event_time_ns(state, event, now, skew), now, out)
+                yield
+            self._emit(self._hold_or_emit(state, out))
+        finally:
+            queued.batches -= 1
+            queued.calls -= calls
+            if not queued.batches:
+                del self._queued[state.session_id]
+
+    async def _caught_up(self, session_id: str) -> None:
+        """Until the session's batches in the backlog have been applied."""
+        queued = self._queued.get(session_id)
+        while queued is not None and queued.last is not None:
+            await self.backlog.wait(queued.last)
+            queued = self._queued.get(session_id)
+
+    async def settle(self) -> None:
+        """Until every batch accepted so far has been applied: before reading sessions in bulk."""
+        await self.backlog.settle()
+
+    def _admit(self, state: SessionState, sent_at_ms: float | None, now: int) -> int:
+        """A request reached the session: its activity and clock offset; the skew for its events' times."""
+        if state.ended:
+            raise Conflict(f"session {state.session_id!r} has ended; events are no longer accepted")
+        state.last_activity_ns = now
+        if sent_at_ms is not None:
+            # receive minus send is clock offset plus network latency: the smallest seen is the best estimate.
+            offset = now - int(sent_at_ms * 1_000_000)
+            state.skew_ns = offset if state.skew_ns is None else min(state.skew_ns, offset)
+        # Looked up once per request, not per event: the skew changes only above, per batch.
+        return skew_ns(state)
+
+    def _admitted(self, state: SessionState, events: list[tuple[int, ev.Event]],
+                  result: IngestResult) -> Iterator[ev.Event]:
+        """The events the session takes, each marked seen and counted as it is taken: not seen before, within
+        its limits. Taken one at a time, so a limit sees the events taken before it applied."""
+        limits = self.settings
+        max_events, max_tools = limits.max_events_per_session, limits.max_open_tools_per_session
+        accepted_types = result.accepted_types
+        has_seen, remember = state.has_seen, state.remember
+        accepted = duplicates = 0
+        for index, event in events:
+            event_id = event.id
+            if has_seen(event_id):
+                duplicates += 1
+                continue
+            count, kind = state.event_count, event.type
+            if count >= max_events or (kind == "tool.call" and len(state.tools) >= max_tools):
+                refusal = (f"the session reached its limit of {max_events} events" if count >= max_events
+                           else f"the session has {len(state.tools)} open tool calls, its limit")
+                result.rejected.append({"index": index, "errors": [{"path": "", "message": refusal}]})
+                result.limited += 1
+                continue
+            remember(event_id)
+            state.event_count = count + 1
+            accepted += 1
+            accepted_types[kind] += 1
+            yield event
+        result.accepted += accepted
+        result.duplicates += duplicates
+
+    def _apply(self, state: SessionState, events: list[tuple[int, ev.Event]], sent_at_ms: float | None, now: int,
+               result: IngestResult, out: list[FinishedSpan]) -> None:
+        skew = self._admit(state, sent_at_ms, now)
+        apply = self.machine.apply_into
+        for event in self._admitted(state, events, result):
+            apply(state, event, event_time_ns(state, event, now, skew), now, out)
 
     def _hold_or_emit(self, state: SessionState, spans: list[FinishedSpan], ended: bool = False) -> Emission:
         """What leaves for the exporters now. An unsampled session under the keep-errored rule holds its
@@ -341,6 +450,13 @@ class SessionService:
         root_attrs: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], IngestResult]:
         """End a session (its final events first); ending an ended session returns its summary again."""
+        if session_id in self._queued:
+            # The end comes after the batches already accepted, and before any that arrive while they are applied.
+            self._ending.add(session_id)
+            try:
+                await self._caught_up(session_id)
+            finally:
+                self._ending.discard(session_id)
         result = IngestResult()
         events = self._validate(raw_events, "events", result)
         now = self.clock()
@@ -398,6 +514,7 @@ class SessionService:
     # -- read -----------------------------------------------------------------------------------------
 
     async def describe(self, session_id: str) -> dict[str, Any]:
+        await self._caught_up(session_id)
         state = await self.store.get(session_id)
         if state is None:
             raise NotFound(f"no session {session_id!r}")
@@ -422,6 +539,7 @@ class SessionService:
 
     async def sweep(self) -> int:
         """End sessions idle past the timeout or older than the maximum duration; forget old summaries."""
+        await self.settle()  # a session's last event time is read below
         now = self.clock()
         s = self.settings
         ids = await self.store.expired(
@@ -451,6 +569,7 @@ class SessionService:
         return ended
 
     async def end_all(self, reason: str) -> int:
+        await self.settle()
         count = 0
         for session_id in await self.store.ids():
             state = await self.store.get(session_id)

@@ -13,6 +13,8 @@ the whole app, so it applies here unchanged.
 
 from __future__ import annotations
 
+from asyncio import Future
+
 import orjson
 from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect
@@ -39,10 +41,15 @@ class PostEvents:
     __name__ = "post_events"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_accepted(send, await self.answer(scope, receive))
+        body, applied = await self.answer(scope, receive)
+        await send_accepted(send, body)
+        if applied is not None:
+            await applied
 
-    async def answer(self, scope: Scope, receive: Receive) -> bytes:
-        """The 202's body; a RequestError for anything refused. Sends nothing: an error is always answered."""
+    async def answer(self, scope: Scope, receive: Receive) -> tuple[bytes, Future[None] | None]:
+        """The 202's body; a RequestError for anything refused. Sends nothing: an error is always answered.
+        With the body, what to await once it is sent: a batch applied after the answer (gateway.sessions.backlog).
+        """
         state = scope["app"].state
         service: SessionService = state.service
         guard: IngestGuard = state.guard
@@ -69,8 +76,8 @@ class PostEvents:
         guard.events(guard.client(client[0] if client is not None else None,
                                   None if forwarded is None else forwarded.decode("latin-1")),
                      session_id, len(events))
-        result = await service.ingest(session_id, events, sent_at, prefix)
-        return orjson.dumps(result.to_json())
+        result = await service.ingest(session_id, events, sent_at, prefix, later=True)
+        return orjson.dumps(result.to_json()), result.applied
 
 
 async def receive_body(receive: Receive, limit: int) -> bytes:

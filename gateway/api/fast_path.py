@@ -87,12 +87,15 @@ class GatewayApp(Starlette):
         # 202 and on handled errors, not on the 500.
         inner = send if cors is None else cors.simple_send(scope, send)
         try:
-            body = await self._endpoint.answer(scope, receive)
+            body, applied = await self._endpoint.answer(scope, receive)
         except Exception as exc:
             await self._failed(exc, scope, receive, send, inner)
             return
-        # Failures to send propagate as they would through Starlette once a response has started.
+        # Failures to send propagate as they would through Starlette once a response has started; so does a
+        # failure to apply a batch after its answer.
         await send_accepted(inner, body)
+        if applied is not None:
+            await applied
 
     async def _failed(self, exc: Exception, scope: Scope, receive: Receive, send: Send, inner: Send) -> None:
         """Nothing was sent yet (``answer`` sends nothing): the handler ``ExceptionMiddleware`` would pick, else

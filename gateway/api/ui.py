@@ -77,6 +77,7 @@ def _summary(spans: list[dict[str, Any]]) -> dict[str, Any] | None:
 async def sessions(request: Request) -> Response:
     require_admin(request, "the viewer", query=True)
     service = service_of(request)
+    await service.settle()  # batches accepted but not yet applied show in both lists
     active: list[dict[str, Any]] = []
     for session_id in await service.store.ids():
         state = await service.store.get(session_id)
@@ -97,8 +98,9 @@ async def sessions(request: Request) -> Response:
 async def trace(request: Request) -> Response:
     require_admin(request, "the viewer", query=True)
     trace_id = request.path_params["trace_id"]
-    spans = list(_recent(request).get(trace_id) or [])
     service = service_of(request)
+    await service.settle()
+    spans = list(_recent(request).get(trace_id) or [])
     now = time.time_ns()
     for session_id in await service.store.ids():
         state = await service.store.get(session_id)

@@ -77,6 +77,10 @@ class MemoryStore:
     async def get(self, session_id: str) -> SessionState | None:
         return self._sessions.get(session_id)
 
+    def peek(self, session_id: str) -> SessionState | None:
+        """``get`` without a wait: the state itself, changed in place by whoever holds it."""
+        return self._sessions.get(session_id)
+
     async def mutate(self, session_id: str, fn: Callable[[SessionState], T],
                      outbox: OutboxOf[T] | None = None) -> T | None:
         state = self._sessions.get(session_id)
