@@ -267,7 +267,8 @@ class SessionService:
                 await self._queue(state, events, sent_at_ms, result)
                 self._count(result)
                 return result
-        await self._caught_up(session_id)  # its earlier batches first
+        if self._queued and session_id in self._queued:
+            await self._caught_up(session_id)  # its earlier batches first
         now = self.clock()
         out: list[FinishedSpan] = []
 
