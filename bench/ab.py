@@ -68,7 +68,8 @@ def report(data: dict[str, Any]) -> str:
         f"Run {data['started']} UTC, `{data['command']}`, {data['elapsed_min']:.1f} minutes; load average "
         f"before {data['loadavg_before']}, after {data['loadavg_after']}. One worker pinned to one core, the load "
         "generator and the collector (rotel, blackhole) on the other, as in `bench/run.py`. Medians over "
-        f"{data['rounds']} rounds; other processes used up to {data['foreign_max']:.2f} cores in a window.",
+        f"{data['rounds']} rounds; other processes used up to {data['foreign_max']:.2f} cores in a window, and "
+        f"the hypervisor took up to {data.get('steal_max', float('nan')):.2f} (steal).",
         "",
         f"- **A**: `{a['path']}` ({a['commit']})",
         f"- **B**: `{b['path']}` ({b['commit']})",
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     data["elapsed_min"] = (time.monotonic() - t0) / 60
     data["foreign_max"] = max((r["foreign_cores"] for s in data["steps"].values() for rs in s.values() for r in rs),
                               default=0.0)
+    data["steal_max"] = max((r.get("steal_cores", 0.0) for s in data["steps"].values() for rs in s.values()
+                             for r in rs), default=0.0)
     out = Path(args.out)
     out.write_text(report(data))
     out.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str))

@@ -29,6 +29,7 @@ class Snapshot:
     busy: float
     metrics: dict[str, float] = field(default_factory=dict)
     lag: LoopLag | None = None
+    steal: float = 0.0  # CPU seconds the hypervisor took from this VM (all cores)
 
 
 def summarize(target: str, workers: int, mode: str, rate: float, results: list[dict[str, Any]], a: Snapshot,
@@ -60,6 +61,7 @@ def summarize(target: str, workers: int, mode: str, rate: float, results: list[d
         "server_cores": server_cpu / wall, "per_process_cores": [round(c / wall, 3) for c in per_worker],
         "gen_cores": gen_cpu / wall, "rotel_cores": rotel_cpu / wall,
         "foreign_cores": max(0.0, (busy - server_cpu - gen_cpu - rotel_cpu) / wall),
+        "steal_cores": (b.steal - a.steal) / wall,
         "peak_rss_mb": peak_rss / 2**20, "end_rss_mb": end_rss / 2**20,
         "errors": dict(errors), "first_error": next((r["first_error"] for r in results if r["first_error"]), None),
         "sessions_done": sum(r["sessions_done"] for r in results),

@@ -171,12 +171,13 @@ def connections(pids: list[int], port: int) -> list[int]:
     return out
 
 
-def machine_busy() -> float:
-    """Seconds of CPU the whole machine spent busy (all cores) since boot."""
+def machine_busy() -> tuple[float, float]:
+    """Seconds of CPU the whole machine spent busy (all cores) since boot, and seconds the hypervisor took from
+    this VM's CPUs while they had work (steal: not counted as busy)."""
     parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     values = [int(x) for x in parts[:8]]
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / CLK_TCK
+    idle, steal = values[3] + values[4], values[7]
+    return (sum(values) - idle - steal) / CLK_TCK, steal / CLK_TCK
 
 
 def loadavg() -> str:
@@ -366,8 +367,9 @@ def sleep_until(t: float) -> None:
 def snapshot(server_pid: int, gen_pids: list[int], collector: Collector, port: int,
              scrape_metrics: bool) -> Snapshot:
     t = time.monotonic()
+    busy, steal = machine_busy()
     s = Snapshot(t, cpu_of(tree(server_pid)), sum(cpu_of(gen_pids).values()),
-                 sum(cpu_of([collector.proc.pid]).values()) if collector.proc else 0.0, machine_busy())
+                 sum(cpu_of([collector.proc.pid]).values()) if collector.proc else 0.0, busy, steal=steal)
     if scrape_metrics:
         s.metrics, s.lag = scrape(port)
     return s

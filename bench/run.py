@@ -159,7 +159,7 @@ def median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def round_figures(res: dict[str, Any]) -> dict[str, Any]:
     keys = ("events_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "loop_lag_p99_ms", "server_cores",
-            "foreign_cores", "late", "paced", "slow_posts", "stalls")
+            "foreign_cores", "steal_cores", "late", "paced", "slow_posts", "stalls")
     return {k: res[k] for k in keys if k in res}
 
 
