@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -215,3 +216,36 @@ def test_config_file_pipeline_exports_to_the_collector(
     points = sink.wait_for_metrics(lambda got: any(p.name == "voice.sessions" for p in got), timeout=15)
     assert any(p.name == "voice.sessions" and p.attributes["voice.session.end_reason"] == "completed"
                for p in points)
+
+
+def test_batches_answered_before_they_are_applied_arrive_whole_from_sessions_posting_at_once(
+    collector: Collector, sink: Sink, gateway_factory: Any
+) -> None:
+    """Batches of 8 or more events are applied after their 202 (gateway/sessions/backlog.py): four sessions post
+    theirs as fast as they can, each read back and ended right after its last post, and every trace is whole."""
+    gw = gateway_factory(otlp_env(collector, "http/protobuf"))
+    events = three_turn_session(time.time() * 1000, scale=0.001).all_events()
+    expected = {"voice_session": 1, "invoke_agent": 3, "realtime_inference": 3, "execute_tool": 1,
+                "user_speech": 2, "voice.connection": 2}
+
+    def play(_: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        with gw.client() as client:
+            s = start_session(client)
+            auth = {"authorization": f"Bearer {s['token']}"}
+            base = f"/v1/sessions/{s['session_id']}"
+            for i in range(0, len(events), 10):
+                chunk = events[i:i + 10]
+                r = client.post(f"{base}/events", json={"events": chunk}, headers=auth)
+                assert r.status_code == 202 and r.json() == {"accepted": len(chunk), "duplicates": 0, "rejected": []}
+            live = client.get(base, headers=auth).json()  # read once the session's batches are applied
+            end = client.post(f"{base}/end", json={"reason": "completed"}, headers=auth)
+            assert end.status_code == 200, end.text
+            return s, live, end.json()
+
+    with ThreadPoolExecutor(4) as pool:
+        played = list(pool.map(play, range(4)))
+    for s, live, summary in played:
+        assert live["summary"]["turns"] == 3 and live["summary"]["tool_calls"] == 1
+        assert (summary["turns"], summary["interruptions"], summary["tool_calls"]) == (3, 1, 1)
+        spans = sink.trace(s["trace_id"])
+        assert Counter(x.name.split(" ")[0] for x in spans) == expected
