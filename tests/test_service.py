@@ -257,3 +257,22 @@ def test_the_backlog_depth_is_a_prometheus_gauge() -> None:
     queued = asyncio.run(main())
     assert "vtg_ingest_backlog_events 8.0" in queued
     assert "vtg_ingest_backlog_events 0.0" in generate_latest(service.metrics.registry).decode()
+
+
+def test_the_sweeper_and_shutdown_apply_the_queued_batches_before_they_end_sessions() -> None:
+    async def main() -> None:
+        app = create_app(load_telemetry(env={**ENV, "VTG_SESSION_IDLE_TIMEOUT_S": "1"}), clock=Tick())
+        service = app.state.service
+        idle = await begin(service, "idle")
+        await post(service, idle, marks("i", 8))
+        service.clock.ns += 5_000_000_000  # past the idle timeout
+        assert await service.sweep() == 1
+        kept = await begin(service, "kept")
+        await post(service, kept, marks("k", 8))
+        assert await service.end_all("gateway_shutdown") == 1
+        for sid in (idle, kept):
+            trace_id = service.store._sessions[sid].trace.trace_id
+            root = [s for s in app.state.recent.get(trace_id) or [] if s["name"] == "voice_session"]
+            assert [e["name"] for e in root[0]["events"]] == [f"{sid[0]}{i}" for i in range(8)]
+
+    asyncio.run(main())
