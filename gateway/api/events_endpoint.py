@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from gateway.api.http import check_declared_length, header_bearer
+from gateway.api.one_write import write_accepted
 from gateway.errors import PayloadTooLarge
 from gateway.limits import IngestGuard
 from gateway.service import SessionService, body_events
@@ -29,7 +30,10 @@ _CONTENT_TYPE = (b"content-type", b"application/json")
 
 
 async def send_accepted(send: Send, body: bytes) -> None:
-    """The 202 as Starlette's JSONResponse sends it: the same two headers, in the same order."""
+    """The 202 as Starlette's JSONResponse sends it: the same two headers, in the same order (in one write under
+    uvicorn's httptools protocol, gateway/api/one_write.py)."""
+    if write_accepted(send, body, _CONTENT_TYPE):
+        return
     await send({"type": "http.response.start", "status": 202,
                 "headers": [(b"content-length", str(len(body)).encode()), _CONTENT_TYPE]})
     await send({"type": "http.response.body", "body": body})
